@@ -1,0 +1,68 @@
+"""asyncqueue: a durable asyncio job queue in one SQLite file."""
+
+from asyncqueue.clock import Clock, ManualClock, SystemClock
+from asyncqueue.default_queue import (
+    close_default_queue,
+    enqueue_job,
+    get_default_queue,
+    get_queue_status,
+    set_default_queue,
+)
+from asyncqueue.errors import (
+    AsyncQueueError,
+    ConfigurationError,
+    DatabaseBusyError,
+    DatabaseError,
+    DatabaseOpenError,
+    QueueClosedError,
+    SchemaVersionError,
+    ValidationError,
+    ValidationTypeError,
+    WorkerError,
+)
+from asyncqueue.job import (
+    ACTIVE_STATUSES,
+    READY_STATUSES,
+    TERMINAL_STATUSES,
+    Job,
+    JobId,
+    JobStatus,
+    QueueStats,
+)
+from asyncqueue.queue import JobQueue
+from asyncqueue.retry import RetryPolicy
+from asyncqueue.worker import QueueWorker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "READY_STATUSES",
+    "TERMINAL_STATUSES",
+    "AsyncQueueError",
+    "Clock",
+    "ConfigurationError",
+    "DatabaseBusyError",
+    "DatabaseError",
+    "DatabaseOpenError",
+    "Job",
+    "JobId",
+    "JobQueue",
+    "JobStatus",
+    "ManualClock",
+    "QueueClosedError",
+    "QueueStats",
+    "QueueWorker",
+    "RetryPolicy",
+    "SchemaVersionError",
+    "SystemClock",
+    "ValidationError",
+    "ValidationTypeError",
+    "WorkerError",
+    "__version__",
+    "close_default_queue",
+    "enqueue_job",
+    "get_default_queue",
+    "get_queue_status",
+    "set_default_queue",
+]

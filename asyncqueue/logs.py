@@ -1,0 +1,34 @@
+"""asyncqueue's structlog logger.
+
+An app that configured structlog gets every asyncqueue event through its own pipeline
+(debug events for each job state change included). An app that did not gets only warnings
+and errors on stderr, so embedding the queue does not flood its output.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_quiet: Any = None
+
+
+def get_logger(name: str = "asyncqueue", **initial: Any) -> Any:
+    """A bound logger for ``name`` with ``initial`` context, honouring the app's config."""
+    global _quiet
+    if structlog.is_configured():
+        return structlog.get_logger(name, **initial)
+    if _quiet is None:
+        _quiet = structlog.wrap_logger(
+            structlog.PrintLogger(sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.dev.ConsoleRenderer(colors=False),
+            ],
+        )
+    return _quiet.bind(logger=name, **initial)

@@ -1,0 +1,458 @@
+"""JobQueue: the public verbs. Validates input, decides outcomes, logs; storage stores."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from enum import Enum
+from types import TracebackType
+from typing import Any, Self
+
+from asyncqueue.clock import Clock, SystemClock
+from asyncqueue.config import QueueSettings, resolve_settings
+from asyncqueue.errors import QueueClosedError, ValidationError, ValidationTypeError
+from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
+from asyncqueue.logs import get_logger
+from asyncqueue.storage.base import ClaimRequest, JobStorage, Lease, Strategy, WorkerRecord
+from asyncqueue.storage.sqlite import SQLiteStorage
+from asyncqueue.validation import (
+    DEFAULT_PRIORITY,
+    NewJob,
+    build_new_job,
+    enqueue_item_arguments,
+    job_type_name,
+)
+
+
+class JobQueue:
+    """A durable job queue in one SQLite file.
+
+    Settings not given here come from ``QUEUE_*`` environment variables, then defaults
+    (see the README's configuration table). Construction validates settings without touching
+    the file; the queue opens itself on first use, or explicitly with ``await queue.open()``
+    or ``async with JobQueue(path) as queue:``.
+
+    Args:
+        path: the database file (``QUEUE_DB_PATH``, default ``./asyncqueue.db``).
+        retry_base_delay: seconds before the first retry (``QUEUE_RETRY_BASE_DELAY``, 1.0).
+        retry_backoff_multiplier: growth per retry (``QUEUE_RETRY_MULTIPLIER``, 2.0).
+        retry_max_delay: longest backoff in seconds (``QUEUE_RETRY_MAX_DELAY``, 3600).
+        retry_jitter: draw each delay from [delay/2, delay] (``QUEUE_RETRY_JITTER``, off).
+        job_timeout_minutes: lease length; a job not renewed for this long is stale
+            (``QUEUE_JOB_TIMEOUT_MINUTES``, 30; fractions accepted).
+        max_retries: default retries after the first attempt (``QUEUE_MAX_RETRIES``, 3).
+        cleanup_after_days: default age for ``cleanup_old_jobs`` (``QUEUE_CLEANUP_AFTER_DAYS``, 7).
+        synchronous: ``"NORMAL"`` (default) or ``"FULL"`` durability (``QUEUE_SYNCHRONOUS``).
+        busy_timeout: seconds SQLite waits for another process's lock (``QUEUE_BUSY_TIMEOUT``, 5).
+        busy_retries: tries before :class:`DatabaseBusyError`; a write waits at most about
+            ``busy_timeout * busy_retries`` plus under 0.5 s of backoff (default 3).
+        read_connections: size of the read pool (default 2).
+        max_metadata_bytes: largest metadata JSON accepted (``QUEUE_MAX_METADATA_BYTES``, 64 KiB).
+        clock: time source for every time-dependent decision (default: the system clock).
+
+    Raises:
+        ConfigurationError: a setting or environment variable is invalid.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        retry_base_delay: float | None = None,
+        retry_backoff_multiplier: float | None = None,
+        retry_max_delay: float | None = None,
+        retry_jitter: bool | None = None,
+        job_timeout_minutes: float | None = None,
+        max_retries: int | None = None,
+        cleanup_after_days: float | None = None,
+        synchronous: str | None = None,
+        busy_timeout: float | None = None,
+        busy_retries: int | None = None,
+        read_connections: int | None = None,
+        max_metadata_bytes: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings: QueueSettings = resolve_settings(
+            {
+                "path": path,
+                "retry_base_delay": retry_base_delay,
+                "retry_backoff_multiplier": retry_backoff_multiplier,
+                "retry_max_delay": retry_max_delay,
+                "retry_jitter": retry_jitter,
+                "job_timeout_minutes": job_timeout_minutes,
+                "max_retries": max_retries,
+                "cleanup_after_days": cleanup_after_days,
+                "synchronous": synchronous,
+                "busy_timeout": busy_timeout,
+                "busy_retries": busy_retries,
+                "read_connections": read_connections,
+                "max_metadata_bytes": max_metadata_bytes,
+            }
+        )
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._storage: JobStorage = SQLiteStorage(self.settings)
+        self._state = "new"  # new -> open -> closed
+        self._open_lock: asyncio.Lock | None = None
+        self._enqueue_listeners: set[asyncio.Event] = set()
+        self._log = get_logger("asyncqueue.queue")
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self.settings.path
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the queue is open."""
+        return self._state == "open"
+
+    def __repr__(self) -> str:
+        return f"JobQueue({self.path!r}, state={self._state})"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> Self:
+        """Open the database, creating or migrating its schema. Idempotent.
+
+        Raises:
+            DatabaseOpenError: the path is not a usable queue database (names the path).
+            SchemaVersionError: the file was written by a newer asyncqueue.
+            QueueClosedError: the queue was closed.
+        """
+        if self._state == "open":
+            return self
+        if self._state == "closed":
+            raise QueueClosedError(f"the queue at {self.path} is closed")
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._state == "new":
+                await self._storage.open()
+                self._state = "open"
+                self._log.debug("queue.opened", path=self.path)
+        return self
+
+    async def close(self) -> None:
+        """Commit pending writes and close. Idempotent; the queue cannot be reopened."""
+        if self._state == "closed":
+            return
+        was_open = self._state == "open"
+        self._state = "closed"
+        if was_open:
+            await self._storage.close()
+            self._log.debug("queue.closed", path=self.path)
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _ready(self) -> JobStorage:
+        if self._state != "open":
+            await self.open()
+        return self._storage
+
+    # -- enqueue -----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        job_type: str | Enum,
+        target_id: str,
+        *,
+        priority: int = DEFAULT_PRIORITY,
+        max_retries: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+    ) -> JobId:
+        """Add a job, unless an active job with the same ``(job_type, target_id)`` exists.
+
+        Args:
+            job_type: a str, or a str-valued Enum member (its value is stored).
+            target_id: what the job acts on (1-255 characters).
+            priority: 1 (highest) to 10 (lowest).
+            max_retries: retries after the first attempt (default: the queue's).
+            metadata: a JSON-serialisable dict handed to ``process_job``.
+            delay: seconds (or a timedelta) before the job may run.
+            run_at: a timezone-aware datetime before which the job may not run.
+
+        Returns:
+            The job's id as a :class:`JobId` (an int). ``.created`` is False when an active
+            duplicate existed and its id was returned instead; nothing was inserted then.
+
+        Raises:
+            ValidationError: a bad argument (a ``ValueError``; wrong types are also
+                ``TypeError``). Nothing is written.
+        """
+        ids = await self._insert(
+            [
+                self._new_job(
+                    job_type=job_type,
+                    target_id=target_id,
+                    priority=priority,
+                    max_retries=max_retries,
+                    metadata=metadata,
+                    delay=delay,
+                    run_at=run_at,
+                )
+            ]
+        )
+        return ids[0]
+
+    async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[JobId]:
+        """Add many jobs in one transaction: all of them or, on bad input, none.
+
+        Each item is a mapping with ``enqueue``'s parameter names. Duplicate prevention
+        applies per item, also between items of the same call.
+
+        Returns:
+            One :class:`JobId` per item, in order.
+
+        Raises:
+            ValidationError: an item is invalid (its index is in the message); nothing is
+                written.
+        """
+        if isinstance(items, Mapping | str | bytes):
+            raise ValidationTypeError("enqueue_many takes an iterable of mappings")
+        new_jobs = []
+        for index, item in enumerate(items):
+            arguments = enqueue_item_arguments(item, index)
+            try:
+                new_jobs.append(self._new_job(**arguments))
+            except ValidationError as exc:
+                raise type(exc)(f"item {index}: {exc}") from exc
+        if not new_jobs:
+            return []
+        return await self._insert(new_jobs)
+
+    def _new_job(self, **arguments: Any) -> NewJob:
+        return build_new_job(
+            **arguments,
+            default_max_retries=self.settings.max_retries,
+            max_metadata_bytes=self.settings.max_metadata_bytes,
+            now=self.clock.now(),
+        )
+
+    async def _insert(self, new_jobs: list[NewJob]) -> list[JobId]:
+        storage = await self._ready()
+        ids = await storage.insert_jobs(new_jobs, self.clock.now())
+        if any(job_id.created for job_id in ids):
+            self._notify_enqueued()
+        for job, job_id in zip(new_jobs, ids, strict=True):
+            self._log.debug(
+                "job.enqueued" if job_id.created else "job.duplicate",
+                job_id=int(job_id),
+                job_type=job.job_type,
+                target_id=job.target_id,
+                priority=job.priority,
+            )
+        return ids
+
+    def _notify_enqueued(self) -> None:
+        for event in self._enqueue_listeners:
+            event.set()
+
+    def add_enqueue_listener(self, event: asyncio.Event) -> None:
+        """Set ``event`` whenever this queue object enqueues a job (workers use it to wake)."""
+        self._enqueue_listeners.add(event)
+
+    def remove_enqueue_listener(self, event: asyncio.Event) -> None:
+        """Stop setting ``event`` on enqueue."""
+        self._enqueue_listeners.discard(event)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """The job with this id, or None."""
+        storage = await self._ready()
+        return await storage.get_job(_job_id(job_id))
+
+    async def get_queue_stats(self) -> QueueStats:
+        """Counts by status and the number of live workers."""
+        storage = await self._ready()
+        return await storage.queue_stats(self.clock.now())
+
+    async def get_failed_jobs(self, limit: int = 100) -> list[Job]:
+        """Failed (dead-letter) jobs, newest first."""
+        return await self.list_jobs(status=JobStatus.FAILED, limit=limit)
+
+    async def list_jobs(
+        self,
+        *,
+        status: str | JobStatus | Iterable[str | JobStatus] | None = None,
+        job_type: str | Enum | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs filtered by status (one or several) and type, newest first.
+
+        Raises:
+            ValueError: an unknown status or a limit below 1.
+        """
+        statuses = _statuses(status)
+        type_name = None if job_type is None else job_type_name(job_type)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValidationError(f"limit must be an int >= 1, got {limit!r}")
+        storage = await self._ready()
+        return await storage.list_jobs(statuses, type_name, limit)
+
+    # -- maintenance -------------------------------------------------------------------
+
+    async def recover_stale_jobs(self) -> int:
+        """Take back jobs whose lease expired (their worker crashed or hung).
+
+        Each goes back to pending with the attempt counted, or to failed if its retries are
+        spent. Running workers call this periodically on their own.
+
+        Returns:
+            How many jobs were recovered.
+        """
+        storage = await self._ready()
+        recovered = await storage.recover_stale_jobs(self.clock.now())
+        for job in recovered:
+            self._log.warning(
+                "job.recovered",
+                job_id=job.id,
+                job_type=job.job_type,
+                worker_id=job.worker_id,
+                status=job.status.value,
+            )
+        return len(recovered)
+
+    async def cleanup_old_jobs(self, days: float | None = None) -> int:
+        """Delete completed and cancelled jobs finished more than ``days`` ago.
+
+        Failed jobs stay until retried or removed. ``days`` defaults to
+        ``cleanup_after_days``; fractions are accepted.
+
+        Returns:
+            How many jobs were deleted.
+        """
+        if days is None:
+            days = self.settings.cleanup_after_days
+        if isinstance(days, bool) or not isinstance(days, int | float) or not days >= 0:
+            raise ValidationError(f"days must be a number >= 0, got {days!r}")
+        storage = await self._ready()
+        deleted = await storage.delete_finished_jobs(self.clock.now() - days * 86400.0)
+        self._log.info("queue.cleaned", deleted=deleted, older_than_days=days)
+        return deleted
+
+    async def cancel_job(self, job_id: int) -> bool:
+        """Cancel a pending or retry-scheduled job. False for any other job or an unknown id."""
+        storage = await self._ready()
+        cancelled = await storage.cancel_job(_job_id(job_id), self.clock.now())
+        if cancelled:
+            self._log.info("job.cancelled", job_id=int(job_id))
+        return cancelled
+
+    async def retry_job(self, job_id: int) -> bool:
+        """Move a failed or cancelled job back to pending now, with ``retry_count`` reset.
+
+        Returns False, changing nothing, if the job is in another status, unknown, or an
+        active job holds the same ``(job_type, target_id)``.
+        """
+        storage = await self._ready()
+        retried = await storage.retry_job(_job_id(job_id), self.clock.now())
+        if retried:
+            self._notify_enqueued()
+            self._log.info("job.retried", job_id=int(job_id))
+        return retried
+
+    # -- used by QueueWorker -----------------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        limit: int,
+        strategy: Strategy = "priority",
+        job_types: tuple[str, ...] | None = None,
+    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` due jobs under fresh leases (for workers)."""
+        storage = await self._ready()
+        now = self.clock.now()
+        return await storage.claim_jobs(
+            ClaimRequest(
+                worker_id=worker_id,
+                limit=limit,
+                strategy=strategy,
+                job_types=job_types,
+                now=now,
+                lease_expires_at=now + self.settings.lease_seconds,
+            )
+        )
+
+    async def complete(self, job: ClaimedJob) -> bool:
+        """Record success. False if the lease was lost (the result is discarded)."""
+        storage = await self._ready()
+        return await storage.complete_job(Lease(job.id, job.lease_token), self.clock.now())
+
+    async def fail_attempt(self, job: ClaimedJob, error: str) -> JobStatus | None:
+        """Record a failed attempt: retry after backoff while retries remain, else fail.
+
+        Returns:
+            The job's new status, or None if the lease was lost (the result is discarded).
+        """
+        storage = await self._ready()
+        now = self.clock.now()
+        lease = Lease(job.id, job.lease_token)
+        if job.retry_count < job.max_retries:
+            run_at = now + self.settings.retry_policy.delay_for(job.retry_count)
+            if await storage.reschedule_job(lease, run_at, error, now):
+                return JobStatus.RETRY_SCHEDULED
+            return None
+        if await storage.fail_job(lease, error, now):
+            return JobStatus.FAILED
+        return None
+
+    async def release(self, job: ClaimedJob) -> bool:
+        """Give a held job back to pending without counting the attempt."""
+        storage = await self._ready()
+        released = await storage.release_job(Lease(job.id, job.lease_token), self.clock.now())
+        if released:
+            self._notify_enqueued()
+        return released
+
+    async def renew_leases(self, jobs: Iterable[ClaimedJob]) -> set[int]:
+        """Extend the leases of held jobs; return the ids still held."""
+        storage = await self._ready()
+        now = self.clock.now()
+        leases = [Lease(job.id, job.lease_token) for job in jobs]
+        return await storage.renew_leases(leases, now + self.settings.lease_seconds, now)
+
+    async def record_worker(self, worker: WorkerRecord) -> None:
+        """Register or heartbeat a worker, and prune workers no longer alive."""
+        storage = await self._ready()
+        await storage.heartbeat_worker(worker)
+        await storage.prune_workers(self.clock.now())
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Delete a worker's row (on its clean stop)."""
+        storage = await self._ready()
+        await storage.unregister_worker(worker_id)
+
+
+def _job_id(job_id: object) -> int:
+    if isinstance(job_id, bool) or not isinstance(job_id, int):
+        raise ValidationTypeError(f"job id must be an int, got {type(job_id).__name__}")
+    return int(job_id)
+
+
+def _statuses(
+    status: str | JobStatus | Iterable[str | JobStatus] | None,
+) -> list[JobStatus] | None:
+    if status is None:
+        return None
+    raw = [status] if isinstance(status, str) else list(status)
+    try:
+        return [JobStatus(s) for s in raw]
+    except ValueError:
+        valid = ", ".join(s.value for s in JobStatus)
+        raise ValidationError(f"unknown status in {status!r}; valid: {valid}") from None

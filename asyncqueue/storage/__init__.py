@@ -1,0 +1,5 @@
+"""The storage seam: the one place where SQL and database connections live."""
+
+from asyncqueue.storage.base import ClaimRequest, JobStorage, Lease, RecoveredJob, WorkerRecord
+
+__all__ = ["ClaimRequest", "JobStorage", "Lease", "RecoveredJob", "WorkerRecord"]

@@ -1,0 +1,154 @@
+"""The storage interface in domain verbs.
+
+``JobQueue`` and ``QueueWorker`` talk only to this. Decisions (validation, retry maths,
+which status a failure leads to) are made by the caller; storage applies them atomically.
+Every change to a claimed job is fenced by its lease: it applies only while the job is
+still ``processing`` under the same ``lease_token``, and reports whether it did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
+from asyncqueue.validation import NewJob
+
+Strategy = Literal["priority", "fifo", "lifo"]
+
+#: A worker is alive while its last heartbeat is younger than this many heartbeat intervals;
+#: older rows are pruned.
+WORKER_LIVENESS_MULTIPLE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof that a worker holds a claimed job."""
+
+    job_id: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Claim up to ``limit`` due jobs for ``worker_id``, in ``strategy`` order."""
+
+    worker_id: str
+    limit: int
+    strategy: Strategy
+    job_types: tuple[str, ...] | None
+    now: float
+    lease_expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredJob:
+    """A job taken back from a worker whose lease expired."""
+
+    id: int
+    job_type: str
+    worker_id: str | None
+    status: JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A worker's row in the workers table."""
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: float
+    last_heartbeat: float
+    heartbeat_interval: float
+    jobs_processed: int = 0
+    jobs_failed: int = 0
+
+
+class JobStorage(Protocol):
+    """What a queue backend provides. All times are UTC epoch seconds."""
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema. Idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and disconnect. Idempotent."""
+        ...
+
+    async def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[JobId]:
+        """Insert jobs in one transaction; an active duplicate yields its id, uncreated."""
+        ...
+
+    async def claim_jobs(self, request: ClaimRequest) -> list[ClaimedJob]:
+        """Atomically move due jobs to processing under fresh lease tokens."""
+        ...
+
+    async def complete_job(self, lease: Lease, now: float) -> bool:
+        """Mark a held job completed."""
+        ...
+
+    async def reschedule_job(self, lease: Lease, run_at: float, error: str, now: float) -> bool:
+        """Record a failed attempt of a held job and schedule its retry at ``run_at``."""
+        ...
+
+    async def fail_job(self, lease: Lease, error: str, now: float) -> bool:
+        """Record the last failed attempt of a held job: it becomes failed for good."""
+        ...
+
+    async def release_job(self, lease: Lease, now: float) -> bool:
+        """Give a held job back to pending without counting the attempt."""
+        ...
+
+    async def renew_leases(
+        self, leases: Sequence[Lease], expires_at: float, now: float
+    ) -> set[int]:
+        """Extend held leases; return the ids whose lease is still held."""
+        ...
+
+    async def recover_stale_jobs(self, now: float) -> list[RecoveredJob]:
+        """Take back every job whose lease expired before ``now``."""
+        ...
+
+    async def cancel_job(self, job_id: int, now: float) -> bool:
+        """Cancel a pending or retry-scheduled job."""
+        ...
+
+    async def retry_job(self, job_id: int, now: float) -> bool:
+        """Move a failed or cancelled job back to pending, unless an active duplicate exists."""
+        ...
+
+    async def delete_finished_jobs(self, finished_before: float) -> int:
+        """Delete completed and cancelled jobs finished before the given time."""
+        ...
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """Read one job."""
+        ...
+
+    async def list_jobs(
+        self, statuses: Sequence[JobStatus] | None, job_type: str | None, limit: int
+    ) -> list[Job]:
+        """Read jobs, newest first."""
+        ...
+
+    async def queue_stats(self, now: float) -> QueueStats:
+        """Count jobs by status, and workers alive at ``now`` (see ``WORKER_LIVENESS_MULTIPLE``)."""
+        ...
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        """Insert or replace a worker's row."""
+        ...
+
+    async def heartbeat_worker(self, worker: WorkerRecord) -> None:
+        """Refresh a worker's heartbeat and counters (re-inserting a pruned row)."""
+        ...
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Delete a worker's row."""
+        ...
+
+    async def prune_workers(self, now: float) -> int:
+        """Delete rows of workers whose heartbeat is older than their liveness window."""
+        ...

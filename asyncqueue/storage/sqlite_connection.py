@@ -1,0 +1,284 @@
+"""SQLite connections: opening them, the single writer task with group commit, the read pool.
+
+aiosqlite gives each connection its own thread and every awaited call costs one hop to it.
+The writer therefore runs a whole batch of submitted writes as one function in that thread:
+one hop and one commit for everything that was waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from asyncqueue.errors import DatabaseBusyError, DatabaseError, QueueClosedError
+
+T = TypeVar("T")
+ThreadFunction = Callable[[sqlite3.Connection], T]
+
+
+#: Most submissions one transaction carries; bounds the latency a huge burst adds to each.
+MAX_GROUP_SIZE = 512
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked/busy" (another process holds the lock)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    message = str(exc)
+    return "database is locked" in message or "database is busy" in message
+
+
+async def connect(
+    path: str, *, busy_timeout: float, synchronous: str, query_only: bool
+) -> aiosqlite.Connection:
+    """Open one connection with the queue's PRAGMAs; raise the driver's error on failure."""
+    connection = aiosqlite.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=True
+    )
+    # aiosqlite's thread is non-daemon: a queue the app never closed (or the module-level
+    # fallback queue) would otherwise keep the interpreter from exiting. Committed data is
+    # safe in the WAL whatever happens to the thread.
+    connection._thread.daemon = True
+    conn = await connection
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn._execute(_configure, conn._conn, synchronous, query_only)  # type: ignore[no-untyped-call]
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, synchronous: str, query_only: bool) -> None:
+    # Reading the schema first makes "file is not a database" surface here, at open.
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    if not query_only:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"could not switch to WAL journal mode (got {mode})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    if query_only:
+        conn.execute("PRAGMA query_only = ON")
+
+
+async def run_in_thread(conn: aiosqlite.Connection, fn: ThreadFunction[T]) -> T:
+    """Run ``fn(sqlite3_connection)`` in the connection's own thread: one hop, any statements."""
+    raw = conn._conn
+    result: T = await conn._execute(fn, raw)  # type: ignore[no-untyped-call]
+    return result
+
+
+@dataclass(slots=True)
+class _Submission(Generic[T]):
+    fn: ThreadFunction[T]
+    future: asyncio.Future[T]
+
+
+class SQLiteWriter:
+    """The one task that writes. Callers submit functions; each batch is one transaction.
+
+    Every submission runs inside its own SAVEPOINT, so one caller's failure rolls back only
+    its own changes and the others in the same transaction commit. A caller is resolved only
+    after the COMMIT that carries its write.
+    """
+
+    def __init__(
+        self, conn: aiosqlite.Connection, path: str, *, busy_retries: int, busy_timeout: float
+    ) -> None:
+        self._conn = conn
+        self._path = path
+        self._busy_retries = busy_retries
+        self._busy_timeout = busy_timeout
+        self._inbox: deque[_Submission[Any]] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the writer task in the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"asyncqueue-writer:{self._path}"
+        )
+
+    async def submit(self, fn: ThreadFunction[T]) -> T:
+        """Run ``fn`` in the next transaction and return its result once committed."""
+        if self._closing:
+            raise QueueClosedError(f"the queue at {self._path} is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._inbox.append(_Submission(fn, future))
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        """Commit what was submitted, then stop the task."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._inbox:
+                batch = self._take_batch()
+                if batch:
+                    await self._commit(batch)
+            if self._closing:
+                return
+
+    def _take_batch(self) -> list[_Submission[Any]]:
+        batch: list[_Submission[Any]] = []
+        while self._inbox and len(batch) < MAX_GROUP_SIZE:
+            submission = self._inbox.popleft()
+            # A caller that gave up before its turn is not written at all.
+            if not submission.future.cancelled():
+                batch.append(submission)
+        return batch
+
+    async def _commit(self, batch: list[_Submission[Any]]) -> None:
+        functions = [s.fn for s in batch]
+        try:
+            outcomes = await self._apply_with_busy_retry(functions)
+        except Exception as exc:  # noqa: BLE001 - every caller must be resolved, whatever failed
+            error = translate_error(exc, self._path)
+            for submission in batch:
+                if not submission.future.done():
+                    submission.future.set_exception(error)
+            return
+        for submission, (ok, value) in zip(batch, outcomes, strict=True):
+            if submission.future.done():
+                continue
+            if ok:
+                submission.future.set_result(value)
+            else:
+                submission.future.set_exception(translate_error(value, self._path))
+
+    async def _apply_with_busy_retry(
+        self, functions: list[ThreadFunction[Any]]
+    ) -> list[tuple[bool, Any]]:
+        def apply(raw: sqlite3.Connection) -> list[tuple[bool, Any]]:
+            return apply_group(raw, functions)
+
+        try:
+            return await run_in_thread(self._conn, apply)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            if self._busy_retries == 1:
+                raise self._busy_error() from exc
+        # Another process held the lock for a whole busy_timeout: back off with jitter and
+        # try again, a bounded number of times.
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_busy),
+            stop=stop_after_attempt(self._busy_retries - 1),
+            wait=wait_random_exponential(multiplier=0.01, max=0.25),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await run_in_thread(self._conn, apply)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            raise self._busy_error() from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _busy_error(self) -> DatabaseBusyError:
+        return DatabaseBusyError(
+            f"database stayed locked through {self._busy_retries} tries of "
+            f"{self._busy_timeout:g}s busy_timeout each",
+            self._path,
+        )
+
+
+def apply_group(
+    conn: sqlite3.Connection, functions: list[ThreadFunction[Any]]
+) -> list[tuple[bool, Any]]:
+    """Run each function in its own savepoint inside one IMMEDIATE transaction; commit.
+
+    Returns (True, result) or (False, exception) per function. A failure that ends the whole
+    transaction (busy, disk full, I/O) is raised instead, with nothing committed.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        outcomes: list[tuple[bool, Any]] = []
+        for fn in functions:
+            conn.execute("SAVEPOINT submission")
+            try:
+                result = fn(conn)
+            except Exception as exc:
+                if not conn.in_transaction or is_busy(exc):
+                    raise
+                conn.execute("ROLLBACK TO submission")
+                conn.execute("RELEASE submission")
+                outcomes.append((False, exc))
+            else:
+                conn.execute("RELEASE submission")
+                outcomes.append((True, result))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def translate_error(exc: BaseException, path: str) -> BaseException:
+    """Driver errors become the project's; anything else passes through unchanged."""
+    if isinstance(exc, sqlite3.Error) and not isinstance(exc, DatabaseError):
+        wrapped = DatabaseError(f"SQLite error: {exc}", path)
+        wrapped.__cause__ = exc
+        return wrapped
+    return exc
+
+
+class ReadPool:
+    """A few read-only connections; each read takes one and runs entirely in its thread."""
+
+    def __init__(self, connections: list[aiosqlite.Connection], path: str) -> None:
+        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        for conn in connections:
+            self._idle.put_nowait(conn)
+        self._all = list(connections)
+        self._path = path
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        conn = await self._idle.get()
+        try:
+            yield conn
+        finally:
+            self._idle.put_nowait(conn)
+
+    async def read(self, fn: ThreadFunction[T]) -> T:
+        """Run ``fn`` on a read connection and return its result."""
+        async with self._connection() as conn:
+            try:
+                return await run_in_thread(conn, fn)
+            except sqlite3.Error as exc:
+                raise translate_error(exc, self._path) from exc
+
+    async def close(self) -> None:
+        """Close every connection."""
+        for conn in self._all:
+            await conn.close()

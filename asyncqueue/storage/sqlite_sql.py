@@ -1,0 +1,247 @@
+"""The SQLite schema, its migrations and every statement the SQLite backend runs, by name.
+
+Times are REAL UTC epoch seconds. Status sets are spelled from ``asyncqueue.job`` so SQL and
+Python cannot disagree.
+"""
+
+from __future__ import annotations
+
+from asyncqueue.job import JobStatus
+from asyncqueue.storage.base import WORKER_LIVENESS_MULTIPLE, Strategy
+
+
+def _sql_set(*statuses: JobStatus) -> str:
+    return "(" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
+
+
+# Spelled identically in the partial indexes and in the queries, because SQLite only uses a
+# partial index when the query's WHERE term matches the index's.
+READY = _sql_set(JobStatus.PENDING, JobStatus.RETRY_SCHEDULED)
+ACTIVE = _sql_set(JobStatus.PENDING, JobStatus.RETRY_SCHEDULED, JobStatus.PROCESSING)
+FINISHED_REMOVABLE = _sql_set(JobStatus.COMPLETED, JobStatus.CANCELLED)
+ALL_STATUSES = _sql_set(*JobStatus)
+
+#: Identifies an asyncqueue database file (PRAGMA application_id), "AQ01".
+APPLICATION_ID = 0x41513031
+
+#: The schema version this library writes; PRAGMA user_version holds the file's.
+SCHEMA_VERSION = 1
+
+# Migration N takes a database from user_version N-1 to N.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        f"""
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_type TEXT NOT NULL CHECK (length(job_type) BETWEEN 1 AND 255),
+            target_id TEXT NOT NULL CHECK (length(target_id) BETWEEN 1 AND 255),
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN {ALL_STATUSES}),
+            priority INTEGER NOT NULL DEFAULT 5
+                CHECK (typeof(priority) = 'integer' AND priority BETWEEN 1 AND 10),
+            retry_count INTEGER NOT NULL DEFAULT 0 CHECK (retry_count >= 0),
+            max_retries INTEGER NOT NULL DEFAULT 3 CHECK (max_retries >= 0),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            metadata TEXT NOT NULL DEFAULT '{{}}' CHECK (json_valid(metadata)),
+            error_message TEXT,
+            worker_id TEXT,
+            lease_token TEXT,
+            lease_expires_at REAL,
+            created_at REAL NOT NULL,
+            run_at REAL NOT NULL,
+            started_at REAL,
+            completed_at REAL,
+            updated_at REAL NOT NULL
+        )
+        """,
+        # Duplicate prevention lives in the database, so concurrent enqueuers cannot race.
+        f"""CREATE UNIQUE INDEX jobs_active_pair ON jobs (job_type, target_id)
+            WHERE status IN {ACTIVE}""",
+        # Claim indexes hold only ready rows, so claim cost stays flat however many finished
+        # rows are kept; ordered as the strategies read them.
+        f"CREATE INDEX jobs_ready_by_priority ON jobs (priority, id) WHERE status IN {READY}",
+        f"CREATE INDEX jobs_ready_by_age ON jobs (id) WHERE status IN {READY}",
+        "CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE status = 'processing'",
+        f"CREATE INDEX jobs_finished ON jobs (completed_at) WHERE status IN {FINISHED_REMOVABLE}",
+        "CREATE INDEX jobs_status_type ON jobs (status, job_type)",
+        """
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            last_heartbeat REAL NOT NULL,
+            heartbeat_interval REAL NOT NULL,
+            jobs_processed INTEGER NOT NULL DEFAULT 0,
+            jobs_failed INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID
+        """,
+    ),
+}
+
+_JOB_COLUMNS = (
+    "id, job_type, target_id, status, priority, retry_count, max_retries, attempts, metadata, "
+    "error_message, worker_id, created_at, run_at, started_at, completed_at, updated_at, "
+    "lease_expires_at"
+)
+
+INSERT_JOB = """
+INSERT INTO jobs (job_type, target_id, status, priority, max_retries, metadata,
+                  created_at, run_at, updated_at)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+SELECT_ACTIVE_ID = f"""
+SELECT id FROM jobs WHERE job_type = ? AND target_id = ? AND status IN {ACTIVE}
+"""
+
+_CLAIM_ORDER: dict[Strategy, str] = {
+    "priority": "priority, id",
+    "fifo": "id",
+    "lifo": "id DESC",
+}
+
+
+def _claim(order: str, typed: bool) -> str:
+    type_filter = "AND job_type IN (SELECT value FROM json_each(:job_types))" if typed else ""
+    return f"""
+UPDATE jobs
+SET status = 'processing', worker_id = :worker_id,
+    lease_token = lower(hex(randomblob(8))), lease_expires_at = :lease_expires_at,
+    started_at = :now, updated_at = :now, attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status IN {READY} AND run_at <= :now {type_filter}
+    ORDER BY {order}
+    LIMIT :limit
+)
+RETURNING id, job_type, target_id, metadata, priority, retry_count, max_retries, lease_token
+"""
+
+
+#: (strategy, filtered by job type) -> claim statement
+CLAIM: dict[tuple[Strategy, bool], str] = {
+    (strategy, typed): _claim(order, typed)
+    for strategy, order in _CLAIM_ORDER.items()
+    for typed in (False, True)
+}
+
+#: The SELECT inside each claim, for EXPLAIN QUERY PLAN checks.
+CLAIM_SELECT: dict[tuple[Strategy, bool], str] = {
+    key: sql[sql.index("SELECT id FROM jobs") : sql.rindex(")")] for key, sql in CLAIM.items()
+}
+
+_HELD = "id = :id AND lease_token = :token AND status = 'processing'"
+_LEASE_CLEARED = "lease_token = NULL, lease_expires_at = NULL"
+
+COMPLETE_JOB = f"""
+UPDATE jobs SET status = 'completed', completed_at = :now, updated_at = :now,
+    error_message = NULL, {_LEASE_CLEARED}
+WHERE {_HELD}
+"""
+
+RESCHEDULE_JOB = f"""
+UPDATE jobs SET status = 'retry_scheduled', retry_count = retry_count + 1, run_at = :run_at,
+    error_message = :error, updated_at = :now, {_LEASE_CLEARED}
+WHERE {_HELD}
+"""
+
+FAIL_JOB = f"""
+UPDATE jobs SET status = 'failed', completed_at = :now, error_message = :error,
+    updated_at = :now, {_LEASE_CLEARED}
+WHERE {_HELD}
+"""
+
+RELEASE_JOB = f"""
+UPDATE jobs SET status = 'pending', worker_id = NULL, run_at = :now, updated_at = :now,
+    {_LEASE_CLEARED}
+WHERE {_HELD}
+"""
+
+RENEW_LEASES = """
+UPDATE jobs SET lease_expires_at = :expires_at, updated_at = :now
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS token FROM json_each(:leases)) AS held
+WHERE jobs.id = held.id AND jobs.lease_token = held.token AND jobs.status = 'processing'
+RETURNING jobs.id
+"""
+
+# A job whose worker stopped renewing goes back to pending with the attempt counted, or to
+# failed once its retries are spent. The status guard keeps it idempotent.
+RECOVER_STALE_JOBS = f"""
+UPDATE jobs SET
+    status = CASE WHEN retry_count < max_retries THEN 'pending' ELSE 'failed' END,
+    completed_at = CASE WHEN retry_count < max_retries THEN NULL ELSE :now END,
+    retry_count = CASE WHEN retry_count < max_retries THEN retry_count + 1 ELSE retry_count END,
+    error_message = 'lease expired: worker ' || coalesce(worker_id, '?')
+        || ' stopped renewing it (crashed, or hung past job_timeout_minutes)',
+    run_at = :now, updated_at = :now, {_LEASE_CLEARED}
+WHERE status = 'processing' AND lease_expires_at < :now
+RETURNING id, job_type, worker_id, status
+"""
+
+CANCEL_JOB = f"""
+UPDATE jobs SET status = 'cancelled', completed_at = :now, updated_at = :now
+WHERE id = :id AND status IN {READY}
+"""
+
+SELECT_RETRYABLE = """
+SELECT job_type, target_id FROM jobs WHERE id = :id AND status IN ('failed', 'cancelled')
+"""
+
+RETRY_JOB = """
+UPDATE jobs SET status = 'pending', retry_count = 0, run_at = :now, updated_at = :now,
+    completed_at = NULL, worker_id = NULL
+WHERE id = :id AND status IN ('failed', 'cancelled')
+"""
+
+DELETE_FINISHED_JOBS = f"""
+DELETE FROM jobs WHERE status IN {FINISHED_REMOVABLE} AND completed_at < :before
+"""
+
+SELECT_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
+
+
+def list_jobs_sql(by_status: bool, by_type: bool) -> str:
+    """SELECT for ``list_jobs`` with the optional filters, newest first."""
+    where = []
+    if by_status:
+        where.append("status IN (SELECT value FROM json_each(:statuses))")
+    if by_type:
+        where.append("job_type = :job_type")
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    return f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT :limit"
+
+
+COUNT_BY_STATUS = """
+SELECT status, count(*) AS n FROM jobs GROUP BY status
+"""
+
+COUNT_DELAYED = """
+SELECT count(*) FROM jobs WHERE status = 'pending' AND run_at > :now
+"""
+
+COUNT_LIVE_WORKERS = f"""
+SELECT count(*) FROM workers
+WHERE last_heartbeat + {WORKER_LIVENESS_MULTIPLE} * heartbeat_interval >= :now
+"""
+
+UPSERT_WORKER = """
+INSERT INTO workers (id, host, pid, started_at, last_heartbeat, heartbeat_interval,
+                     jobs_processed, jobs_failed)
+VALUES (:id, :host, :pid, :started_at, :last_heartbeat, :heartbeat_interval,
+        :jobs_processed, :jobs_failed)
+ON CONFLICT (id) DO UPDATE SET
+    host = excluded.host, pid = excluded.pid, started_at = excluded.started_at,
+    last_heartbeat = excluded.last_heartbeat, heartbeat_interval = excluded.heartbeat_interval,
+    jobs_processed = excluded.jobs_processed, jobs_failed = excluded.jobs_failed
+"""
+
+DELETE_WORKER = "DELETE FROM workers WHERE id = ?"
+
+PRUNE_WORKERS = f"""
+DELETE FROM workers
+WHERE last_heartbeat + {WORKER_LIVENESS_MULTIPLE} * heartbeat_interval < :now
+"""
+
+SELECT_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"

@@ -1,0 +1,175 @@
+"""Checks on enqueue arguments: a bad job is refused before anything reaches the database."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from asyncqueue.errors import ValidationError, ValidationTypeError
+
+#: Longest accepted ``job_type``, in characters.
+MAX_JOB_TYPE_LENGTH = 255
+#: Longest accepted ``target_id``, in characters.
+MAX_TARGET_ID_LENGTH = 255
+MIN_PRIORITY = 1
+MAX_PRIORITY = 10
+DEFAULT_PRIORITY = 5
+
+#: The keyword arguments ``enqueue`` and each ``enqueue_many`` item accept.
+ENQUEUE_FIELDS = frozenset(
+    {"job_type", "target_id", "priority", "max_retries", "metadata", "delay", "run_at"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job, ready to insert. Times are UTC epoch seconds."""
+
+    job_type: str
+    target_id: str
+    priority: int
+    max_retries: int
+    metadata_json: str
+    run_at: float
+
+
+def job_type_name(job_type: object) -> str:
+    """The job type as stored: a str, or the value of a str-valued Enum member."""
+    if isinstance(job_type, Enum):
+        job_type = job_type.value
+    if not isinstance(job_type, str):
+        raise ValidationTypeError(
+            f"job_type must be a str or a str-valued Enum member, got {type(job_type).__name__}"
+        )
+    return _bounded_text("job_type", job_type, MAX_JOB_TYPE_LENGTH)
+
+
+def _target_id(target_id: object) -> str:
+    if not isinstance(target_id, str):
+        raise ValidationTypeError(f"target_id must be a str, got {type(target_id).__name__}")
+    return _bounded_text("target_id", target_id, MAX_TARGET_ID_LENGTH)
+
+
+def _bounded_text(name: str, value: str, limit: int) -> str:
+    if not value.strip():
+        raise ValidationError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise ValidationError(f"{name} is {len(value)} characters long; the limit is {limit}")
+    if "\x00" in value:
+        raise ValidationError(f"{name} must not contain NUL characters")
+    return value
+
+
+def validate_priority(priority: object) -> int:
+    """Return ``priority`` if it is an int in 1..10 (bool refused)."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ValidationTypeError(f"priority must be an int, got {type(priority).__name__}")
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ValidationError(
+            f"priority must be between {MIN_PRIORITY} (highest) and {MAX_PRIORITY}, got {priority}"
+        )
+    return priority
+
+
+def validate_max_retries(max_retries: object) -> int:
+    """Return ``max_retries`` if it is a non-negative int (bool refused)."""
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise ValidationTypeError(f"max_retries must be an int, got {type(max_retries).__name__}")
+    if max_retries < 0:
+        raise ValidationError(f"max_retries must be >= 0, got {max_retries}")
+    return max_retries
+
+
+def encode_metadata(metadata: object, max_bytes: int) -> str:
+    """Encode metadata as JSON text; it must be a JSON-serialisable mapping of str keys."""
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, Mapping):
+        raise ValidationTypeError(
+            f"metadata must be a dict (a JSON object), got {type(metadata).__name__}"
+        )
+    try:
+        encoded = json.dumps(metadata, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationTypeError(f"metadata is not JSON-serialisable: {exc}") from exc
+    if any(not isinstance(key, str) for key in metadata):
+        raise ValidationTypeError("metadata keys must be strings")
+    size = len(encoded.encode("utf-8"))
+    if size > max_bytes:
+        raise ValidationError(f"metadata is {size} bytes as JSON; the limit is {max_bytes}")
+    return encoded
+
+
+def _run_at(delay: object, run_at: object, now: float) -> float:
+    if delay is not None and run_at is not None:
+        raise ValidationError("give delay or run_at, not both")
+    if delay is not None:
+        if isinstance(delay, timedelta):
+            seconds = delay.total_seconds()
+        elif isinstance(delay, int | float) and not isinstance(delay, bool):
+            seconds = float(delay)
+        else:
+            raise ValidationTypeError(
+                f"delay must be seconds (int or float) or a timedelta, got {type(delay).__name__}"
+            )
+        if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
+            raise ValidationError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+        return now + seconds
+    if run_at is not None:
+        if not isinstance(run_at, datetime):
+            raise ValidationTypeError(
+                f"run_at must be a timezone-aware datetime, got {type(run_at).__name__}"
+            )
+        if run_at.tzinfo is None or run_at.utcoffset() is None:
+            raise ValidationError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
+        return run_at.timestamp()
+    return now
+
+
+def build_new_job(
+    *,
+    job_type: object,
+    target_id: object,
+    priority: object = DEFAULT_PRIORITY,
+    max_retries: object = None,
+    metadata: object = None,
+    delay: object = None,
+    run_at: object = None,
+    default_max_retries: int,
+    max_metadata_bytes: int,
+    now: float,
+) -> NewJob:
+    """Validate enqueue arguments and return the row to insert.
+
+    Raises:
+        ValidationError: a value is out of range (also a ``ValueError``).
+        ValidationTypeError: a value has the wrong type (also a ``TypeError``).
+    """
+    return NewJob(
+        job_type=job_type_name(job_type),
+        target_id=_target_id(target_id),
+        priority=validate_priority(priority),
+        max_retries=default_max_retries
+        if max_retries is None
+        else validate_max_retries(max_retries),
+        metadata_json=encode_metadata(metadata, max_metadata_bytes),
+        run_at=_run_at(delay, run_at, now),
+    )
+
+
+def enqueue_item_arguments(item: object, index: int) -> dict[str, Any]:
+    """Check one ``enqueue_many`` item is a mapping of known enqueue parameter names."""
+    if not isinstance(item, Mapping):
+        raise ValidationTypeError(f"item {index} must be a mapping, got {type(item).__name__}")
+    unknown = set(item) - ENQUEUE_FIELDS
+    if unknown:
+        raise ValidationError(f"item {index} has unknown keys: {sorted(map(str, unknown))}")
+    missing = {"job_type", "target_id"} - set(item)
+    if missing:
+        raise ValidationError(f"item {index} is missing {sorted(missing)}")
+    return dict(item)
