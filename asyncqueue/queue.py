@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
 from types import TracebackType
@@ -15,7 +15,14 @@ from asyncqueue.config import QueueSettings, resolve_settings
 from asyncqueue.errors import QueueClosedError, ValidationError, ValidationTypeError
 from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
 from asyncqueue.logs import get_logger
-from asyncqueue.storage.base import ClaimRequest, JobStorage, Lease, Strategy, WorkerRecord
+from asyncqueue.storage.base import (
+    ClaimRequest,
+    FinishedJob,
+    JobStorage,
+    Lease,
+    Strategy,
+    WorkerRecord,
+)
 from asyncqueue.storage.sqlite import SQLiteStorage
 from asyncqueue.validation import (
     DEFAULT_PRIORITY,
@@ -47,7 +54,7 @@ class JobQueue:
         synchronous: ``"NORMAL"`` (default) or ``"FULL"`` durability (``QUEUE_SYNCHRONOUS``).
         busy_timeout: seconds SQLite waits for another process's lock (``QUEUE_BUSY_TIMEOUT``, 5).
         busy_retries: tries before :class:`DatabaseBusyError`; a write waits at most about
-            ``busy_timeout * busy_retries`` plus under 0.5 s of backoff (default 3).
+            ``busy_timeout * busy_retries`` plus at most 0.25 s of backoff per retry (default 3).
         read_connections: size of the read pool (default 2).
         max_metadata_bytes: largest metadata JSON accepted (``QUEUE_MAX_METADATA_BYTES``, 64 KiB).
         clock: time source for every time-dependent decision (default: the system clock).
@@ -95,7 +102,8 @@ class JobQueue:
         self._storage: JobStorage = SQLiteStorage(self.settings)
         self._state = "new"  # new -> open -> closed
         self._open_lock: asyncio.Lock | None = None
-        self._enqueue_listeners: set[asyncio.Event] = set()
+        self._enqueue_listeners: set[Callable[[], None]] = set()
+        self._change_watch: Callable[[], None] | None = None
         self._log = get_logger("asyncqueue.queue")
 
     @property
@@ -140,6 +148,9 @@ class JobQueue:
             return
         was_open = self._state == "open"
         self._state = "closed"
+        if self._change_watch is not None:
+            self._change_watch()
+            self._change_watch = None
         if was_open:
             await self._storage.close()
             self._log.debug("queue.closed", path=self.path)
@@ -220,8 +231,12 @@ class JobQueue:
             ValidationError: an item is invalid (its index is in the message); nothing is
                 written.
         """
-        if isinstance(items, Mapping | str | bytes):
-            raise ValidationTypeError("enqueue_many takes an iterable of mappings")
+        if isinstance(items, Mapping | str | bytes) or not isinstance(items, Iterable):
+            raise ValidationTypeError(
+                f"enqueue_many takes an iterable of mappings, got {type(items).__name__}"
+            )
+        if self._state == "closed":
+            raise QueueClosedError(f"the queue at {self.path} is closed")
         new_jobs = []
         for index, item in enumerate(items):
             arguments = enqueue_item_arguments(item, index)
@@ -257,16 +272,25 @@ class JobQueue:
         return ids
 
     def _notify_enqueued(self) -> None:
-        for event in self._enqueue_listeners:
-            event.set()
+        for listener in self._enqueue_listeners:
+            listener()
 
-    def add_enqueue_listener(self, event: asyncio.Event) -> None:
-        """Set ``event`` whenever this queue object enqueues a job (workers use it to wake)."""
-        self._enqueue_listeners.add(event)
+    def add_enqueue_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever new work may be there (workers use it to wake).
 
-    def remove_enqueue_listener(self, event: asyncio.Event) -> None:
-        """Stop setting ``event`` on enqueue."""
-        self._enqueue_listeners.discard(event)
+        That is: this queue object enqueued or released a job, or another connection (most
+        often another process) committed to the database file.
+        """
+        if not self._enqueue_listeners and self._state == "open":
+            self._change_watch = self._storage.watch_changes(self._notify_enqueued)
+        self._enqueue_listeners.add(listener)
+
+    def remove_enqueue_listener(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener``."""
+        self._enqueue_listeners.discard(listener)
+        if not self._enqueue_listeners and self._change_watch is not None:
+            self._change_watch()
+            self._change_watch = None
 
     # -- reads -------------------------------------------------------------------------
 
@@ -376,9 +400,43 @@ class JobQueue:
         job_types: tuple[str, ...] | None = None,
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` due jobs under fresh leases (for workers)."""
+        _, claimed = await self.finish_and_claim(
+            (), worker_id=worker_id, limit=limit, strategy=strategy, job_types=job_types
+        )
+        return claimed
+
+    def outcome(self, job: ClaimedJob, error: str | None) -> FinishedJob:
+        """Decide a held job's next status: completed, retry after backoff, or failed."""
+        if error is None:
+            return FinishedJob(job.id, job.lease_token, JobStatus.COMPLETED)
+        if job.retry_count < job.max_retries:
+            delay = self.settings.retry_policy.delay_for(job.retry_count)
+            return FinishedJob(
+                job.id, job.lease_token, JobStatus.RETRY_SCHEDULED, self.clock.now() + delay, error
+            )
+        return FinishedJob(job.id, job.lease_token, JobStatus.FAILED, None, error)
+
+    def released(self, job: ClaimedJob) -> FinishedJob:
+        """The outcome that gives a held job back to pending without counting the attempt."""
+        return FinishedJob(job.id, job.lease_token, JobStatus.PENDING, self.clock.now())
+
+    async def finish_and_claim(
+        self,
+        finished: Sequence[FinishedJob],
+        *,
+        worker_id: str,
+        limit: int,
+        strategy: Strategy = "priority",
+        job_types: tuple[str, ...] | None = None,
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        """Record outcomes of held jobs and claim up to ``limit`` more, in one transaction.
+
+        Every outcome applies only while its lease is still held. Returns the ids whose
+        outcome applied and the newly claimed jobs.
+        """
         storage = await self._ready()
         now = self.clock.now()
-        return await storage.claim_jobs(
+        claim = (
             ClaimRequest(
                 worker_id=worker_id,
                 limit=limit,
@@ -387,12 +445,21 @@ class JobQueue:
                 now=now,
                 lease_expires_at=now + self.settings.lease_seconds,
             )
+            if limit > 0
+            else None
         )
+        applied, claimed = await storage.finish_and_claim(finished, claim, now)
+        if any(f.status is JobStatus.PENDING and f.job_id in applied for f in finished):
+            self._notify_enqueued()
+        return applied, claimed
+
+    async def _finish_one(self, outcome: FinishedJob) -> bool:
+        applied, _ = await self.finish_and_claim((outcome,), worker_id="", limit=0)
+        return outcome.job_id in applied
 
     async def complete(self, job: ClaimedJob) -> bool:
-        """Record success. False if the lease was lost (the result is discarded)."""
-        storage = await self._ready()
-        return await storage.complete_job(Lease(job.id, job.lease_token), self.clock.now())
+        """Record success of a held job. False if its lease was lost (result discarded)."""
+        return await self._finish_one(self.outcome(job, None))
 
     async def fail_attempt(self, job: ClaimedJob, error: str) -> JobStatus | None:
         """Record a failed attempt: retry after backoff while retries remain, else fail.
@@ -400,25 +467,12 @@ class JobQueue:
         Returns:
             The job's new status, or None if the lease was lost (the result is discarded).
         """
-        storage = await self._ready()
-        now = self.clock.now()
-        lease = Lease(job.id, job.lease_token)
-        if job.retry_count < job.max_retries:
-            run_at = now + self.settings.retry_policy.delay_for(job.retry_count)
-            if await storage.reschedule_job(lease, run_at, error, now):
-                return JobStatus.RETRY_SCHEDULED
-            return None
-        if await storage.fail_job(lease, error, now):
-            return JobStatus.FAILED
-        return None
+        outcome = self.outcome(job, error)
+        return outcome.status if await self._finish_one(outcome) else None
 
     async def release(self, job: ClaimedJob) -> bool:
         """Give a held job back to pending without counting the attempt."""
-        storage = await self._ready()
-        released = await storage.release_job(Lease(job.id, job.lease_token), self.clock.now())
-        if released:
-            self._notify_enqueued()
-        return released
+        return await self._finish_one(self.released(job))
 
     async def renew_leases(self, jobs: Iterable[ClaimedJob]) -> set[int]:
         """Extend the leases of held jobs; return the ids still held."""

@@ -62,7 +62,15 @@ def _bounded_text(name: str, value: str, limit: int) -> str:
         raise ValidationError(f"{name} is {len(value)} characters long; the limit is {limit}")
     if "\x00" in value:
         raise ValidationError(f"{name} must not contain NUL characters")
+    _require_utf8(name, value)
     return value
+
+
+def _require_utf8(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"{name} is not valid Unicode text: {exc.reason}") from None
 
 
 def validate_priority(priority: object) -> int:
@@ -99,6 +107,7 @@ def encode_metadata(metadata: object, max_bytes: int) -> str:
         raise ValidationTypeError(f"metadata is not JSON-serialisable: {exc}") from exc
     if any(not isinstance(key, str) for key in metadata):
         raise ValidationTypeError("metadata keys must be strings")
+    _require_utf8("metadata", encoded)
     size = len(encoded.encode("utf-8"))
     if size > max_bytes:
         raise ValidationError(f"metadata is {size} bytes as JSON; the limit is {max_bytes}")

@@ -7,6 +7,7 @@ import contextvars
 import os
 import socket
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from enum import Enum
 from typing import Any, get_args
@@ -18,7 +19,7 @@ from asyncqueue.errors import AsyncQueueError, ConfigurationError, QueueClosedEr
 from asyncqueue.job import ClaimedJob, JobStatus
 from asyncqueue.logs import get_logger
 from asyncqueue.queue import JobQueue
-from asyncqueue.storage.base import Strategy, WorkerRecord
+from asyncqueue.storage.base import FinishedJob, Strategy, WorkerRecord
 from asyncqueue.validation import job_type_name
 
 #: Seconds running jobs get to finish after ``stop()`` before they are returned to pending.
@@ -83,15 +84,26 @@ class QueueWorker:
             if heartbeat_interval is None
             else _positive_number("heartbeat_interval", heartbeat_interval)
         )
+        if self.heartbeat_interval >= lease:
+            # Leases are renewed on the heartbeat: a longer interval would let stale recovery
+            # take jobs from this live worker.
+            raise ConfigurationError(
+                f"heartbeat_interval ({self.heartbeat_interval:g}s) must be shorter than the "
+                f"lease (job_timeout_minutes = {lease:g}s); a third of it is recommended"
+            )
         self.jobs_processed = 0
         self.jobs_failed = 0
         self._held: dict[int, ClaimedJob] = {}
+        self._ready: deque[ClaimedJob] = deque()
+        self._outcomes: list[tuple[ClaimedJob, FinishedJob]] = []
+        self._running = 0
+        self._maybe_new_work = True
+        self._job_available = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._stop_requested = asyncio.Event()
-        self._stop_now = asyncio.Event()
-        self._all_done = asyncio.Event()
+        self._grace_changed = asyncio.Event()
         self._finished = asyncio.Event()
-        self._grace: float | None = None
+        self._grace_deadline: float | None = None
         self._active = False
         self._started_at = 0.0
         self._log = get_logger("asyncqueue.worker", worker_id=self.worker_id)
@@ -137,105 +149,170 @@ class QueueWorker:
         """Stop claiming, give running jobs ``grace_period`` seconds, return the rest to pending.
 
         Waits until the worker has stopped, unless called from inside ``process_job``.
-        Idempotent; a second call with a shorter grace period shortens the wait.
+        Idempotent; a second call with a shorter grace period shortens the wait. A stop
+        requested before the worker started (e.g. right after ``create_task(worker.start())``)
+        makes that run return at once.
         """
         grace = (
             self.shutdown_grace_period
             if grace_period is None
             else _non_negative_number("grace_period", grace_period)
         )
-        self._grace = grace if self._grace is None else min(self._grace, grace)
-        if self._stop_requested.is_set() and grace == 0:
-            self._stop_now.set()
+        deadline = self.clock.now() + grace
+        if self._grace_deadline is None or deadline < self._grace_deadline:
+            self._grace_deadline = deadline
+            self._grace_changed.set()
         self._stop_requested.set()
         self._wakeup.set()
         if self._active and not _inside_job.get():
             await self._finished.wait()
 
     # -- the run -----------------------------------------------------------------------
+    #
+    # One task, the exchange loop, talks to the queue for this worker: each round trip
+    # records every outcome that arrived since the last one and claims enough jobs to fill
+    # the free slots, in one transaction. ``concurrency`` runner tasks take claimed jobs from
+    # a local buffer and run them; they never touch the database themselves.
 
     async def _run(self, *, burst: bool) -> None:
         if self._active:
             raise WorkerError(f"worker {self.worker_id} is already running")
         self._active = True
-        self._finished.clear()
-        self._stop_requested.clear()
-        self._stop_now.clear()
-        self._grace = None
+        self._reset_run_state()
         try:
             await self.queue.open()
             self._started_at = self.clock.now()
             await self._heartbeat()
             await self.queue.recover_stale_jobs()
-            self.queue.add_enqueue_listener(self._wakeup)
+            self.queue.add_enqueue_listener(self._on_new_work)
             self._log.info("worker.started", concurrency=self.concurrency, burst=burst)
             try:
                 await self._supervise(burst)
             finally:
-                self.queue.remove_enqueue_listener(self._wakeup)
+                self.queue.remove_enqueue_listener(self._on_new_work)
                 with anyio.CancelScope(shield=True):
                     await self._unregister()
         finally:
             self._active = False
+            self._stop_requested.clear()
+            self._grace_deadline = None
             self._finished.set()
+
+    def _reset_run_state(self) -> None:
+        self._finished.clear()
+        self._held.clear()
+        self._ready.clear()
+        self._outcomes.clear()
+        self._running = 0
+        self._maybe_new_work = True
+
+    def _on_new_work(self) -> None:
+        self._maybe_new_work = True
+        self._wakeup.set()
 
     async def _supervise(self, burst: bool) -> None:
         async with anyio.create_task_group() as side:
             side.start_soon(self._maintain, name=f"asyncqueue-maintenance:{self.worker_id}")
             try:
-                async with anyio.create_task_group() as jobs:
-                    await self._claim_loop(jobs, burst)
-                    await self._drain()
-                    jobs.cancel_scope.cancel()
+                async with anyio.create_task_group() as work:
+                    runners = anyio.CancelScope()
+                    work.start_soon(self._run_runners, runners)
+                    await self._exchange_loop(burst, work, runners)
+                    # Runners are idle now; this also ends a grace timer still counting.
+                    work.cancel_scope.cancel()
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._release_held()
             side.cancel_scope.cancel()
         self._log.info("worker.stopped", processed=self.jobs_processed, failed=self.jobs_failed)
 
-    async def _claim_loop(self, jobs: anyio.abc.TaskGroup, burst: bool) -> None:
-        while not self._stop_requested.is_set():
-            self._wakeup.clear()
-            free = self.concurrency - len(self._held)
-            claimed = await self._claim(free) if free > 0 else []
-            for job in claimed:
-                self._held[job.id] = job
-                self._all_done.clear()
-                jobs.start_soon(self._execute, job, name=f"asyncqueue-job:{job.id}")
-            if claimed:
-                continue
-            if burst and not self._held:
-                return
-            await self._wait_for(self._wakeup, self.poll_interval)
+    async def _run_runners(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            async with anyio.create_task_group() as runners:
+                for index in range(self.concurrency):
+                    runners.start_soon(self._runner, name=f"asyncqueue-runner:{index}")
 
-    async def _claim(self, limit: int) -> list[ClaimedJob]:
-        # Shielded: a claim that committed must reach _held, or its jobs would sit in
-        # processing until their lease expired.
+    async def _exchange_loop(
+        self, burst: bool, work: anyio.abc.TaskGroup, runners: anyio.CancelScope
+    ) -> None:
+        grace_timer_started = False
+        while True:
+            stopping = self._stop_requested.is_set()
+            if stopping and not grace_timer_started and self._running:
+                grace_timer_started = True
+                work.start_soon(self._grace_timer, runners)
+            if stopping:
+                self._release_ready()
+            self._wakeup.clear()
+            finished = self._take_outcomes()
+            free = 0 if stopping else self.concurrency - self._running - len(self._ready)
+            claim = free if free > 0 and self._maybe_new_work else 0
+            if finished or claim:
+                await self._exchange(finished, claim)
+                continue
+            idle = not (self._running or self._ready or self._outcomes)
+            if idle and (stopping or burst):
+                return
+            if idle and not self._maybe_new_work:
+                await self._wait_for(self._wakeup, self.poll_interval)
+                self._maybe_new_work = True
+            else:
+                await self._wakeup.wait()
+
+    async def _exchange(self, finished: list[tuple[ClaimedJob, FinishedJob]], claim: int) -> None:
+        if claim:
+            # Cleared before the claim: a notification arriving during it is kept.
+            self._maybe_new_work = False
+        # Shielded: a transaction that committed must reach our bookkeeping, or claimed
+        # jobs would sit in processing until their lease expired.
         with anyio.CancelScope(shield=True):
             try:
-                return await self.queue.claim(
-                    self.worker_id, limit=limit, strategy=self.strategy, job_types=self.job_types
+                applied, claimed = await self.queue.finish_and_claim(
+                    [outcome for _, outcome in finished],
+                    worker_id=self.worker_id,
+                    limit=claim,
+                    strategy=self.strategy,
+                    job_types=self.job_types,
                 )
             except QueueClosedError:
                 raise
             except AsyncQueueError:
-                self._log.exception("worker.claim_failed")
-        return []
+                # Outcomes stay unrecorded: their leases expire and stale recovery takes
+                # the jobs back. Back off before the next claim.
+                self._log.exception("worker.exchange_failed", outcomes=len(finished))
+                self._maybe_new_work = False
+                for job, _ in finished:
+                    self._held.pop(job.id, None)
+                return
+        for job, outcome in finished:
+            self._note_outcome(job, outcome, outcome.job_id in applied)
+        if claim and len(claimed) == claim:
+            self._maybe_new_work = True
+        for job in claimed:
+            self._held[job.id] = job
+            self._ready.append(job)
+        if claimed:
+            self._job_available.set()
 
-    async def _drain(self) -> None:
-        if not self._held:
-            return
-        grace = self.shutdown_grace_period if self._grace is None else self._grace
-        self._log.info("worker.draining", running=len(self._held), grace_period=grace)
-        async with anyio.create_task_group() as race:
+    def _take_outcomes(self) -> list[tuple[ClaimedJob, FinishedJob]]:
+        taken = self._outcomes
+        self._outcomes = []
+        return taken
 
-            async def stop_now() -> None:
-                await self._stop_now.wait()
-                race.cancel_scope.cancel()
+    def _release_ready(self) -> None:
+        while self._ready:
+            job = self._ready.popleft()
+            self._outcomes.append((job, self.queue.released(job)))
 
-            race.start_soon(stop_now)
-            await self._wait_for(self._all_done, grace)
-            race.cancel_scope.cancel()
+    async def _grace_timer(self, runners: anyio.CancelScope) -> None:
+        self._log.info("worker.draining", running=self._running)
+        while self._grace_deadline is not None:
+            remaining = self._grace_deadline - self.clock.now()
+            if remaining <= 0:
+                break
+            self._grace_changed.clear()
+            await self._wait_for(self._grace_changed, remaining)
+        runners.cancel()
 
     async def _wait_for(self, event: asyncio.Event, seconds: float) -> bool:
         """Wait for ``event`` or ``seconds`` on the clock; return whether it was set."""
@@ -252,66 +329,94 @@ class QueueWorker:
             race.cancel_scope.cancel()
         return event.is_set()
 
-    # -- one job -----------------------------------------------------------------------
+    # -- running jobs --------------------------------------------------------------------
 
-    async def _execute(self, job: ClaimedJob) -> None:
+    async def _runner(self) -> None:
         _inside_job.set(True)
-        log = self._log.bind(job_id=job.id, job_type=job.job_type)
-        log.debug("job.started", target_id=job.target_id)
-        try:
-            succeeded = await self.process_job(job.job_type, job.target_id, job.metadata)
-        except Exception as exc:
-            log.warning("job.attempt_failed", exc_info=True)
-            error: str | None = f"{type(exc).__name__}: {exc}"
-        else:
-            error = (
-                None
-                if succeeded is True
-                else (
-                    "process_job returned False"
-                    if succeeded is False
-                    else f"process_job returned {succeeded!r} instead of True"
-                )
-            )
-        with anyio.CancelScope(shield=True):
-            await self._record(job, error, log)
+        while True:
+            job = await self._next_job()
+            if self._stop_requested.is_set():
+                self._outcomes.append((job, self.queue.released(job)))
+                self._wakeup.set()
+                continue
+            self._running += 1
+            try:
+                error = await self._call(job)
+            finally:
+                # On cancellation the job keeps its lease and no outcome: it is released.
+                self._running -= 1
+                self._wakeup.set()
+            self._outcomes.append((job, self.queue.outcome(job, error)))
 
-    async def _record(self, job: ClaimedJob, error: str | None, log: Any) -> None:
-        try:
-            if error is None:
-                applied = await self.queue.complete(job)
-                status: JobStatus | None = JobStatus.COMPLETED if applied else None
-            else:
-                status = await self.queue.fail_attempt(job, error)
-        except AsyncQueueError:
-            # The lease will expire and stale recovery will take the job back.
-            log.exception("job.outcome_not_recorded")
-            status = None
-        else:
-            if status is None:
-                log.warning("job.lease_lost", detail="result discarded; another run owns it")
-            elif status is JobStatus.COMPLETED:
-                self.jobs_processed += 1
-                log.debug("job.completed")
-            else:
-                self.jobs_failed += 1
-                log.info(f"job.{status.value}", error=error)
-        self._forget(job)
+    async def _next_job(self) -> ClaimedJob:
+        while not self._ready:
+            self._job_available.clear()
+            await self._job_available.wait()
+        return self._ready.popleft()
 
-    def _forget(self, job: ClaimedJob) -> None:
+    async def _call(self, job: ClaimedJob) -> str | None:
+        """Run ``process_job``; return None on success, else the error to record."""
+        try:
+            result = await self.process_job(job.job_type, job.target_id, job.metadata)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the worker itself is being cancelled
+            # The job's own code raised CancelledError (say, it awaited a future someone
+            # cancelled): a failed attempt like any other.
+            return self._attempt_failed(job, exc)
+        except Exception as exc:  # noqa: BLE001 - a job's failure must never stop the worker
+            return self._attempt_failed(job, exc)
+        if result is True:
+            return None
+        if result is False:
+            return "process_job returned False"
+        return f"process_job returned {result!r} instead of True"
+
+    def _attempt_failed(self, job: ClaimedJob, exc: BaseException) -> str:
+        self._log.warning("job.attempt_failed", job_id=job.id, job_type=job.job_type, exc_info=exc)
+        return describe_exception(exc)
+
+    def _note_outcome(self, job: ClaimedJob, outcome: FinishedJob, applied: bool) -> None:
         self._held.pop(job.id, None)
-        if not self._held:
-            self._all_done.set()
-        self._wakeup.set()
+        status = outcome.status
+        if not applied:
+            self._log.warning(
+                "job.lease_lost",
+                job_id=job.id,
+                job_type=job.job_type,
+                detail="outcome discarded: the job's lease had expired",
+            )
+        elif status is JobStatus.COMPLETED:
+            self.jobs_processed += 1
+            self._log.debug("job.completed", job_id=job.id, job_type=job.job_type)
+        elif status is JobStatus.PENDING:
+            self._log.info("job.released", job_id=job.id, job_type=job.job_type)
+        else:
+            self.jobs_failed += 1
+            self._log.info(
+                f"job.{status.value}", job_id=job.id, job_type=job.job_type, error=outcome.error
+            )
 
     async def _release_held(self) -> None:
-        for job in list(self._held.values()):
-            try:
-                if await self.queue.release(job):
-                    self._log.info("job.released", job_id=job.id, job_type=job.job_type)
-            except AsyncQueueError:
-                self._log.exception("job.release_failed", job_id=job.id)
-            self._forget(job)
+        """Return every job still held (not started, or cancelled mid-run) to pending."""
+        self._release_ready()
+        finished = self._take_outcomes()
+        recorded = {job.id for job, _ in finished}
+        finished += [
+            (job, self.queue.released(job)) for job in self._held.values() if job.id not in recorded
+        ]
+        if not finished:
+            return
+        try:
+            applied, _ = await self.queue.finish_and_claim(
+                [outcome for _, outcome in finished], worker_id=self.worker_id, limit=0
+            )
+        except AsyncQueueError:
+            self._log.exception("worker.release_failed", jobs=len(finished))
+            return
+        for job, outcome in finished:
+            self._note_outcome(job, outcome, outcome.job_id in applied)
 
     # -- side work: heartbeat, lease renewal, stale sweep --------------------------------
 
@@ -355,6 +460,15 @@ class QueueWorker:
             await self.queue.remove_worker(self.worker_id)
         except AsyncQueueError:
             self._log.exception("worker.unregister_failed")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"ExcType: message"`` for ``error_message``, even when ``str(exc)`` itself fails."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the failure
+        message = "<exception message could not be rendered>"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _worker_id(worker_id: str | None) -> str:

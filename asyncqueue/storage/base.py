@@ -8,7 +8,7 @@ still ``processing`` under the same ``lease_token``, and reports whether it did.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -40,6 +40,22 @@ class ClaimRequest:
     job_types: tuple[str, ...] | None
     now: float
     lease_expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedJob:
+    """The outcome of one held job: its next status and, for a retry, when it runs."""
+
+    job_id: int
+    token: str
+    status: JobStatus
+    run_at: float | None = None
+    error: str | None = None
+
+    @property
+    def counts_retry(self) -> bool:
+        """Whether this outcome spends one of the job's retries."""
+        return self.status is JobStatus.RETRY_SCHEDULED
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,20 +101,14 @@ class JobStorage(Protocol):
         """Atomically move due jobs to processing under fresh lease tokens."""
         ...
 
-    async def complete_job(self, lease: Lease, now: float) -> bool:
-        """Mark a held job completed."""
-        ...
+    async def finish_and_claim(
+        self, finished: Sequence[FinishedJob], claim: ClaimRequest | None, now: float
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        """Apply outcomes of held jobs, then claim more, in one transaction.
 
-    async def reschedule_job(self, lease: Lease, run_at: float, error: str, now: float) -> bool:
-        """Record a failed attempt of a held job and schedule its retry at ``run_at``."""
-        ...
-
-    async def fail_job(self, lease: Lease, error: str, now: float) -> bool:
-        """Record the last failed attempt of a held job: it becomes failed for good."""
-        ...
-
-    async def release_job(self, lease: Lease, now: float) -> bool:
-        """Give a held job back to pending without counting the attempt."""
+        Returns the ids whose outcome applied (the others had lost their lease) and the
+        newly claimed jobs.
+        """
         ...
 
     async def renew_leases(
@@ -121,6 +131,10 @@ class JobStorage(Protocol):
 
     async def delete_finished_jobs(self, finished_before: float) -> int:
         """Delete completed and cancelled jobs finished before the given time."""
+        ...
+
+    def watch_changes(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` when another connection may have committed; return a stopper."""
         ...
 
     async def get_job(self, job_id: int) -> Job | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -13,8 +13,23 @@ from asyncqueue.config import QueueSettings
 from asyncqueue.errors import DatabaseOpenError, QueueClosedError, SchemaVersionError
 from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
 from asyncqueue.storage import sqlite_sql as sql
-from asyncqueue.storage.base import ClaimRequest, Lease, RecoveredJob, WorkerRecord
-from asyncqueue.storage.sqlite_connection import ReadPool, SQLiteWriter, connect, run_in_thread
+from asyncqueue.storage.base import (
+    ClaimRequest,
+    FinishedJob,
+    Lease,
+    RecoveredJob,
+    WorkerRecord,
+)
+from asyncqueue.storage.sqlite_connection import (
+    ReadPool,
+    SQLiteWriter,
+    connect,
+    enable_wal,
+    first,
+    rows,
+    run_in_thread,
+)
+from asyncqueue.storage.sqlite_watch import ChangeWatcher
 from asyncqueue.validation import NewJob
 
 
@@ -38,11 +53,14 @@ class SQLiteStorage:
         """Connect the writer, create or migrate the schema, then open the read pool."""
         s = self._settings
         writer_conn = await self._connect(query_only=False)
+        readers: list[aiosqlite.Connection] = []
         try:
-            await run_in_thread(writer_conn, self._migrate)
-            readers = [await self._connect(query_only=True) for _ in range(s.read_connections)]
+            await run_in_thread(writer_conn, self._prepare)
+            for _ in range(s.read_connections):
+                readers.append(await self._connect(query_only=True))
         except BaseException:
-            await writer_conn.close()
+            for conn in [*readers, writer_conn]:
+                await conn.close()
             raise
         self._writer = SQLiteWriter(
             writer_conn, self._path, busy_retries=s.busy_retries, busy_timeout=s.busy_timeout
@@ -63,8 +81,11 @@ class SQLiteStorage:
         except sqlite3.Error as exc:
             raise DatabaseOpenError(_open_failure(exc), self._path) from exc
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Refuse a foreign file before changing anything in it; then WAL; then migrate."""
         try:
+            _check_ownership(conn, self._path)
+            enable_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 _migrate_in_transaction(conn, self._path)
@@ -98,104 +119,92 @@ class SQLiteStorage:
     # -- writes ------------------------------------------------------------------------
 
     async def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[JobId]:
-        """Insert in one savepoint; an active duplicate (also within ``jobs``) yields its id."""
+        """Insert in one statement; an active duplicate (also within ``jobs``) yields its id."""
+        if len(jobs) == 1:
+            return [await self._insert_one(jobs[0], now)]
+        params = {"jobs": _encode_new_jobs(jobs), "now": now}
 
         def insert(conn: sqlite3.Connection) -> list[JobId]:
+            created = {(r[1], r[2]): r[0] for r in rows(conn, sql.INSERT_JOBS, params)}
             ids: list[JobId] = []
             for job in jobs:
-                row = conn.execute(
-                    sql.INSERT_JOB,
-                    (
-                        job.job_type,
-                        job.target_id,
-                        job.priority,
-                        job.max_retries,
-                        job.metadata_json,
-                        now,
-                        job.run_at,
-                        now,
-                    ),
-                ).fetchone()
-                if row is not None:
-                    ids.append(JobId(row[0], True))
-                    continue
-                existing = conn.execute(sql.SELECT_ACTIVE_ID, (job.job_type, job.target_id))
-                ids.append(JobId(existing.fetchone()[0], False))
+                key = (job.job_type, job.target_id)
+                job_id = created.pop(key, None)
+                if job_id is not None:
+                    ids.append(JobId(job_id, True))
+                else:
+                    ids.append(JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False))
             return ids
 
-        return await self._write_side().submit(insert)
+        return await self._write_side().submit(insert, single_statement=True)
+
+    async def _insert_one(self, job: NewJob, now: float) -> JobId:
+        params = (
+            job.job_type,
+            job.target_id,
+            job.priority,
+            job.max_retries,
+            job.metadata_json,
+            now,
+            job.run_at,
+            now,
+        )
+        key = (job.job_type, job.target_id)
+
+        def insert(conn: sqlite3.Connection) -> JobId:
+            row = first(conn, sql.INSERT_JOB, params)
+            if row is not None:
+                return JobId(row[0], True)
+            return JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False)
+
+        return await self._write_side().submit(insert, single_statement=True)
 
     async def claim_jobs(self, request: ClaimRequest) -> list[ClaimedJob]:
         """One UPDATE ... RETURNING claims up to ``request.limit`` jobs."""
-        statement = sql.CLAIM[(request.strategy, request.job_types is not None)]
-        params: dict[str, Any] = {
-            "worker_id": request.worker_id,
-            "lease_expires_at": request.lease_expires_at,
-            "now": request.now,
-            "limit": request.limit,
-        }
-        if request.job_types is not None:
-            params["job_types"] = json.dumps(request.job_types)
-
-        def claim(conn: sqlite3.Connection) -> list[ClaimedJob]:
-            return [
-                ClaimedJob(
-                    id=r[0],
-                    job_type=r[1],
-                    target_id=r[2],
-                    metadata=json.loads(r[3]),
-                    priority=r[4],
-                    retry_count=r[5],
-                    max_retries=r[6],
-                    lease_token=r[7],
-                )
-                for r in conn.execute(statement, params).fetchall()
-            ]
-
-        claimed = await self._write_side().submit(claim)
-        # RETURNING gives no order guarantee; hand jobs out in the strategy's order.
-        if request.strategy == "priority":
-            claimed.sort(key=lambda j: (j.priority, j.id))
-        else:
-            claimed.sort(key=lambda j: j.id, reverse=request.strategy == "lifo")
+        _, claimed = await self.finish_and_claim((), request, request.now)
         return claimed
 
-    async def _update_held(self, statement: str, params: dict[str, Any]) -> bool:
-        def update(conn: sqlite3.Connection) -> bool:
-            return conn.execute(statement, params).rowcount == 1
+    async def finish_and_claim(
+        self, finished: Sequence[FinishedJob], claim: ClaimRequest | None, now: float
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        """Outcomes in one statement, then one claim statement: one submission, one hop."""
+        finish_params = {"finished": _encode_finished(finished), "now": now} if finished else None
+        claim_statement: str | None = None
+        claim_params: dict[str, Any] = {}
+        if claim is not None and claim.limit > 0:
+            claim_statement, claim_params = _claim_statement(claim)
 
-        return await self._write_side().submit(update)
+        def exchange(conn: sqlite3.Connection) -> tuple[set[int], list[ClaimedJob]]:
+            applied: set[int] = set()
+            if finish_params is not None:
+                applied = {row[0] for row in rows(conn, sql.FINISH_JOBS, finish_params)}
+            claimed: list[ClaimedJob] = []
+            if claim_statement is not None:
+                claimed = [
+                    ClaimedJob(
+                        id=r[0],
+                        job_type=r[1],
+                        target_id=r[2],
+                        metadata=json.loads(r[3]),
+                        priority=r[4],
+                        retry_count=r[5],
+                        max_retries=r[6],
+                        lease_token=r[7],
+                    )
+                    for r in rows(conn, claim_statement, claim_params)
+                ]
+            return applied, claimed
 
-    async def complete_job(self, lease: Lease, now: float) -> bool:
-        """Held job -> completed."""
-        return await self._update_held(
-            sql.COMPLETE_JOB, {"id": lease.job_id, "token": lease.token, "now": now}
-        )
-
-    async def reschedule_job(self, lease: Lease, run_at: float, error: str, now: float) -> bool:
-        """Held job -> retry_scheduled at ``run_at``."""
-        return await self._update_held(
-            sql.RESCHEDULE_JOB,
-            {
-                "id": lease.job_id,
-                "token": lease.token,
-                "now": now,
-                "run_at": run_at,
-                "error": error,
-            },
-        )
-
-    async def fail_job(self, lease: Lease, error: str, now: float) -> bool:
-        """Held job -> failed."""
-        return await self._update_held(
-            sql.FAIL_JOB, {"id": lease.job_id, "token": lease.token, "now": now, "error": error}
-        )
-
-    async def release_job(self, lease: Lease, now: float) -> bool:
-        """Held job -> pending, attempt not counted."""
-        return await self._update_held(
-            sql.RELEASE_JOB, {"id": lease.job_id, "token": lease.token, "now": now}
-        )
+        if finish_params is None and claim_statement is None:
+            return set(), []
+        applied, claimed = await self._write_side().submit(exchange)
+        if claim is not None and len(claimed) > 1:
+            # RETURNING gives no order guarantee; hand jobs out in the strategy's order.
+            if claim.strategy == "priority":
+                claimed.sort(key=_priority_order)
+            else:
+                claimed.sort(key=_id_order, reverse=claim.strategy == "lifo")
+        return applied, claimed
 
     async def renew_leases(
         self, leases: Sequence[Lease], expires_at: float, now: float
@@ -210,18 +219,18 @@ class SQLiteStorage:
         }
 
         def renew(conn: sqlite3.Connection) -> set[int]:
-            return {row[0] for row in conn.execute(sql.RENEW_LEASES, params).fetchall()}
+            return {row[0] for row in rows(conn, sql.RENEW_LEASES, params)}
 
-        return await self._write_side().submit(renew)
+        return await self._write_side().submit(renew, single_statement=True)
 
     async def recover_stale_jobs(self, now: float) -> list[RecoveredJob]:
         """Expired leases -> pending (attempt counted) or failed (retries spent)."""
 
         def recover(conn: sqlite3.Connection) -> list[RecoveredJob]:
-            rows = conn.execute(sql.RECOVER_STALE_JOBS, {"now": now}).fetchall()
-            return [RecoveredJob(r[0], r[1], r[2], JobStatus(r[3])) for r in rows]
+            recovered = rows(conn, sql.RECOVER_STALE_JOBS, {"now": now})
+            return [RecoveredJob(r[0], r[1], r[2], JobStatus(r[3])) for r in recovered]
 
-        return await self._write_side().submit(recover)
+        return await self._write_side().submit(recover, single_statement=True)
 
     async def cancel_job(self, job_id: int, now: float) -> bool:
         """pending/retry_scheduled -> cancelled."""
@@ -229,21 +238,21 @@ class SQLiteStorage:
         def cancel(conn: sqlite3.Connection) -> bool:
             return conn.execute(sql.CANCEL_JOB, {"id": job_id, "now": now}).rowcount == 1
 
-        return await self._write_side().submit(cancel)
+        return await self._write_side().submit(cancel, single_statement=True)
 
     async def retry_job(self, job_id: int, now: float) -> bool:
         """failed/cancelled -> pending now, unless an active job holds the same pair."""
 
         def retry(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(sql.SELECT_RETRYABLE, {"id": job_id}).fetchone()
+            row = first(conn, sql.SELECT_RETRYABLE, {"id": job_id})
             if row is None:
                 return False
             # Inside the writer's IMMEDIATE transaction nobody else can insert in between.
-            if conn.execute(sql.SELECT_ACTIVE_ID, (row[0], row[1])).fetchone() is not None:
+            if first(conn, sql.SELECT_ACTIVE_ID, (row[0], row[1])) is not None:
                 return False
             return conn.execute(sql.RETRY_JOB, {"id": job_id, "now": now}).rowcount == 1
 
-        return await self._write_side().submit(retry)
+        return await self._write_side().submit(retry, single_statement=True)
 
     async def delete_finished_jobs(self, finished_before: float) -> int:
         """Delete completed/cancelled jobs finished before ``finished_before``."""
@@ -251,7 +260,7 @@ class SQLiteStorage:
         def delete(conn: sqlite3.Connection) -> int:
             return conn.execute(sql.DELETE_FINISHED_JOBS, {"before": finished_before}).rowcount
 
-        return await self._write_side().submit(delete)
+        return await self._write_side().submit(delete, single_statement=True)
 
     async def register_worker(self, worker: WorkerRecord) -> None:
         """Insert or replace the worker's row."""
@@ -273,7 +282,7 @@ class SQLiteStorage:
         def upsert(conn: sqlite3.Connection) -> None:
             conn.execute(sql.UPSERT_WORKER, params)
 
-        await self._write_side().submit(upsert)
+        await self._write_side().submit(upsert, single_statement=True)
 
     async def unregister_worker(self, worker_id: str) -> None:
         """Delete the worker's row."""
@@ -281,7 +290,7 @@ class SQLiteStorage:
         def delete(conn: sqlite3.Connection) -> None:
             conn.execute(sql.DELETE_WORKER, (worker_id,))
 
-        await self._write_side().submit(delete)
+        await self._write_side().submit(delete, single_statement=True)
 
     async def prune_workers(self, now: float) -> int:
         """Delete rows of workers no longer alive."""
@@ -289,7 +298,13 @@ class SQLiteStorage:
         def prune(conn: sqlite3.Connection) -> int:
             return conn.execute(sql.PRUNE_WORKERS, {"now": now}).rowcount
 
-        return await self._write_side().submit(prune)
+        return await self._write_side().submit(prune, single_statement=True)
+
+    def watch_changes(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Watch the WAL file for commits from any connection (see ``sqlite_watch``)."""
+        watcher = ChangeWatcher(self._path, callback)
+        watcher.start()
+        return watcher.close
 
     # -- reads -------------------------------------------------------------------------
 
@@ -297,7 +312,7 @@ class SQLiteStorage:
         """One job, or None."""
 
         def read(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(sql.SELECT_JOB, (job_id,)).fetchone()
+            row = first(conn, sql.SELECT_JOB, (job_id,))
             return None if row is None else Job.from_row(row)
 
         return await self._read_side().read(read)
@@ -314,7 +329,7 @@ class SQLiteStorage:
             params["job_type"] = job_type
 
         def read(conn: sqlite3.Connection) -> list[Job]:
-            return [Job.from_row(row) for row in conn.execute(statement, params).fetchall()]
+            return [Job.from_row(row) for row in rows(conn, statement, params)]
 
         return await self._read_side().read(read)
 
@@ -324,9 +339,9 @@ class SQLiteStorage:
         def read(conn: sqlite3.Connection) -> QueueStats:
             conn.execute("BEGIN")
             try:
-                counts = dict(conn.execute(sql.COUNT_BY_STATUS).fetchall())
-                delayed = conn.execute(sql.COUNT_DELAYED, {"now": now}).fetchone()[0]
-                workers = conn.execute(sql.COUNT_LIVE_WORKERS, {"now": now}).fetchone()[0]
+                counts = dict(rows(conn, sql.COUNT_BY_STATUS))
+                delayed = first(conn, sql.COUNT_DELAYED, {"now": now})[0]
+                workers = first(conn, sql.COUNT_LIVE_WORKERS, {"now": now})[0]
             finally:
                 conn.execute("COMMIT")
             return QueueStats(
@@ -344,7 +359,59 @@ class SQLiteStorage:
         return await self._read_side().read(read)
 
 
+def _encode_new_jobs(jobs: Sequence[NewJob]) -> str:
+    return json.dumps(
+        [
+            [j.job_type, j.target_id, j.priority, j.max_retries, j.metadata_json, j.run_at]
+            for j in jobs
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _encode_finished(finished: Sequence[FinishedJob]) -> str:
+    return json.dumps(
+        [
+            [f.job_id, f.token, f.status.value, f.run_at, f.error, int(f.counts_retry)]
+            for f in finished
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _claim_statement(claim: ClaimRequest) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = {
+        "worker_id": claim.worker_id,
+        "lease_expires_at": claim.lease_expires_at,
+        "now": claim.now,
+        "limit": claim.limit,
+    }
+    if claim.job_types is not None:
+        params["job_types"] = json.dumps(claim.job_types)
+    return sql.CLAIM[(claim.strategy, claim.job_types is not None)], params
+
+
+def _priority_order(job: ClaimedJob) -> tuple[int, int]:
+    return (job.priority, job.id)
+
+
+def _id_order(job: ClaimedJob) -> int:
+    return job.id
+
+
 def _migrate_in_transaction(conn: sqlite3.Connection, path: str) -> None:
+    # Checked again under the write lock: another process may have migrated meanwhile.
+    version = _check_ownership(conn, path)
+    for target in range(version + 1, sql.SCHEMA_VERSION + 1):
+        for statement in sql.MIGRATIONS[target]:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {target}")
+    if version < sql.SCHEMA_VERSION:
+        conn.execute(f"PRAGMA application_id = {sql.APPLICATION_ID}")
+
+
+def _check_ownership(conn: sqlite3.Connection, path: str) -> int:
+    """Return the file's schema version, or raise if the file is not ours to use."""
     application_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if application_id not in (0, sql.APPLICATION_ID):
@@ -365,11 +432,7 @@ def _migrate_in_transaction(conn: sqlite3.Connection, path: str) -> None:
                 "schema; use a separate file for the queue",
                 path,
             )
-    for target in range(version + 1, sql.SCHEMA_VERSION + 1):
-        for statement in sql.MIGRATIONS[target]:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {target}")
-    conn.execute(f"PRAGMA application_id = {sql.APPLICATION_ID}")
+    return int(version)
 
 
 def _open_failure(exc: sqlite3.Error) -> str:

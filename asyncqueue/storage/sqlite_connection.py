@@ -55,7 +55,13 @@ async def connect(
     # fallback queue) would otherwise keep the interpreter from exiting. Committed data is
     # safe in the WAL whatever happens to the thread.
     connection._thread.daemon = True
-    conn = await connection
+    try:
+        conn = await connection
+    except BaseException:
+        # aiosqlite stops its thread without waiting; wait here, or the thread may outlive
+        # the event loop and fail calling back into it.
+        await asyncio.get_running_loop().run_in_executor(None, connection._thread.join, 5.0)
+        raise
     try:
         conn.row_factory = sqlite3.Row
         await conn._execute(_configure, conn._conn, synchronous, query_only)  # type: ignore[no-untyped-call]
@@ -68,15 +74,37 @@ async def connect(
 def _configure(conn: sqlite3.Connection, synchronous: str, query_only: bool) -> None:
     # Reading the schema first makes "file is not a database" surface here, at open.
     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    if not query_only:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"could not switch to WAL journal mode (got {mode})")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA temp_store = MEMORY")
     if query_only:
         conn.execute("PRAGMA query_only = ON")
+
+
+def rows(conn: sqlite3.Connection, statement: str, params: Any = ()) -> list[Any]:
+    """Run a statement to completion and return its rows.
+
+    The cursor is closed even when reading fails: a statement left in progress on the
+    writer connection would make every later COMMIT fail.
+    """
+    cursor = conn.execute(statement, params)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def first(conn: sqlite3.Connection, statement: str, params: Any = ()) -> Any:
+    """The first row of a statement run to completion, or None."""
+    found = rows(conn, statement, params)
+    return found[0] if found else None
+
+
+def enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL journal mode (persistent; readers then never block the writer)."""
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"could not switch to WAL journal mode (got {mode})")
 
 
 async def run_in_thread(conn: aiosqlite.Connection, fn: ThreadFunction[T]) -> T:
@@ -90,14 +118,19 @@ async def run_in_thread(conn: aiosqlite.Connection, fn: ThreadFunction[T]) -> T:
 class _Submission(Generic[T]):
     fn: ThreadFunction[T]
     future: asyncio.Future[T]
+    single_statement: bool
 
 
 class SQLiteWriter:
-    """The one task that writes. Callers submit functions; each batch is one transaction.
+    """The one writer per queue. Callers submit functions; each batch is one transaction.
 
-    Every submission runs inside its own SAVEPOINT, so one caller's failure rolls back only
-    its own changes and the others in the same transaction commit. A caller is resolved only
-    after the COMMIT that carries its write.
+    When the writer is idle a submission is committed at once from the caller's own task
+    (one thread hop, nothing else in the way). While a commit is in flight, submissions
+    wait in the inbox and the writer task commits all of them together in the next
+    transaction (group commit). Each submission of more than one statement runs inside its
+    own SAVEPOINT, so one caller's failure rolls back only its own changes; a single
+    statement is atomic on its own in SQLite. A caller is resolved only after the COMMIT
+    that carries its write.
     """
 
     def __init__(
@@ -109,6 +142,8 @@ class SQLiteWriter:
         self._busy_timeout = busy_timeout
         self._inbox: deque[_Submission[Any]] = deque()
         self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -118,14 +153,35 @@ class SQLiteWriter:
             self._run(), name=f"asyncqueue-writer:{self._path}"
         )
 
-    async def submit(self, fn: ThreadFunction[T]) -> T:
-        """Run ``fn`` in the next transaction and return its result once committed."""
+    async def submit(self, fn: ThreadFunction[T], *, single_statement: bool = False) -> T:
+        """Run ``fn`` in a transaction and return its result once committed.
+
+        ``single_statement`` promises that ``fn`` runs at most one writing statement, so it
+        needs no savepoint of its own when it shares a transaction.
+        """
         if self._closing:
             raise QueueClosedError(f"the queue at {self._path} is closed")
+        if self._idle.is_set() and not self._inbox:
+            return await self._commit_alone(fn)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._inbox.append(_Submission(fn, future))
+        self._inbox.append(_Submission(fn, future, single_statement))
         self._wakeup.set()
         return await future
+
+    async def _commit_alone(self, fn: ThreadFunction[T]) -> T:
+        self._idle.clear()
+        try:
+            ok, value = (await self._apply_with_busy_retry([(fn, True)]))[0]
+        except Exception as exc:
+            raise translate_error(exc, self._path) from exc
+        finally:
+            self._idle.set()
+            if self._inbox:
+                self._wakeup.set()
+        if ok:
+            result: T = value
+            return result
+        raise translate_error(value, self._path)
 
     async def close(self) -> None:
         """Commit what was submitted, then stop the task."""
@@ -138,11 +194,17 @@ class SQLiteWriter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._inbox:
+            # A caller committing alone holds the connection; its finally wakes us again.
+            while self._inbox and self._idle.is_set():
                 batch = self._take_batch()
                 if batch:
-                    await self._commit(batch)
-            if self._closing:
+                    self._idle.clear()
+                    try:
+                        await self._commit(batch)
+                    finally:
+                        self._idle.set()
+            if self._closing and not self._inbox:
+                await self._idle.wait()
                 return
 
     def _take_batch(self) -> list[_Submission[Any]]:
@@ -155,7 +217,7 @@ class SQLiteWriter:
         return batch
 
     async def _commit(self, batch: list[_Submission[Any]]) -> None:
-        functions = [s.fn for s in batch]
+        functions = [(s.fn, s.single_statement) for s in batch]
         try:
             outcomes = await self._apply_with_busy_retry(functions)
         except Exception as exc:  # noqa: BLE001 - every caller must be resolved, whatever failed
@@ -173,7 +235,7 @@ class SQLiteWriter:
                 submission.future.set_exception(translate_error(value, self._path))
 
     async def _apply_with_busy_retry(
-        self, functions: list[ThreadFunction[Any]]
+        self, functions: list[tuple[ThreadFunction[Any], bool]]
     ) -> list[tuple[bool, Any]]:
         def apply(raw: sqlite3.Connection) -> list[tuple[bool, Any]]:
             return apply_group(raw, functions)
@@ -212,28 +274,38 @@ class SQLiteWriter:
 
 
 def apply_group(
-    conn: sqlite3.Connection, functions: list[ThreadFunction[Any]]
+    conn: sqlite3.Connection, functions: list[tuple[ThreadFunction[Any], bool]]
 ) -> list[tuple[bool, Any]]:
-    """Run each function in its own savepoint inside one IMMEDIATE transaction; commit.
+    """Run the functions in one IMMEDIATE transaction and commit.
 
-    Returns (True, result) or (False, exception) per function. A failure that ends the whole
-    transaction (busy, disk full, I/O) is raised instead, with nothing committed.
+    Each ``(function, single_statement)`` pair gets its own savepoint unless it is alone or
+    a single statement. Returns (True, result) or (False, exception) per function. A failure
+    that ends the whole transaction (busy, disk full, I/O) is raised instead, with nothing
+    committed.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
+        alone = len(functions) == 1
         outcomes: list[tuple[bool, Any]] = []
-        for fn in functions:
-            conn.execute("SAVEPOINT submission")
+        for fn, single_statement in functions:
+            savepoint = not (alone or single_statement)
+            if savepoint:
+                conn.execute("SAVEPOINT submission")
             try:
                 result = fn(conn)
             except Exception as exc:
                 if not conn.in_transaction or is_busy(exc):
                     raise
-                conn.execute("ROLLBACK TO submission")
-                conn.execute("RELEASE submission")
+                if savepoint:
+                    conn.execute("ROLLBACK TO submission")
+                    conn.execute("RELEASE submission")
+                elif alone:
+                    conn.execute("ROLLBACK")
+                    return [(False, exc)]
                 outcomes.append((False, exc))
             else:
-                conn.execute("RELEASE submission")
+                if savepoint:
+                    conn.execute("RELEASE submission")
                 outcomes.append((True, result))
         conn.execute("COMMIT")
     except BaseException:

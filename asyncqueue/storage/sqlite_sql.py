@@ -92,18 +92,33 @@ ON CONFLICT DO NOTHING
 RETURNING id
 """
 
+# enqueue_many: every job of the call in one statement; a conflict (an active duplicate,
+# also one earlier in the same array) inserts nothing for that element.
+INSERT_JOBS = """
+INSERT INTO jobs (job_type, target_id, status, priority, max_retries, metadata,
+                  created_at, run_at, updated_at)
+SELECT value ->> 0, value ->> 1, 'pending', value ->> 2, value ->> 3, value ->> 4,
+       :now, value ->> 5, :now
+FROM json_each(:jobs) WHERE true
+ON CONFLICT DO NOTHING
+RETURNING id, job_type, target_id
+"""
+
 SELECT_ACTIVE_ID = f"""
 SELECT id FROM jobs WHERE job_type = ? AND target_id = ? AND status IN {ACTIVE}
 """
 
-_CLAIM_ORDER: dict[Strategy, str] = {
-    "priority": "priority, id",
-    "fifo": "id",
-    "lifo": "id DESC",
+# strategy -> (claim index, ORDER BY). INDEXED BY pins the plan: without statistics SQLite
+# would rather use jobs_status_type and sort, and if a schema change ever made the index
+# unusable the statement fails loudly instead of quietly turning into a scan.
+_CLAIM_ORDER: dict[Strategy, tuple[str, str]] = {
+    "priority": ("jobs_ready_by_priority", "priority, id"),
+    "fifo": ("jobs_ready_by_age", "id"),
+    "lifo": ("jobs_ready_by_age", "id DESC"),
 }
 
 
-def _claim(order: str, typed: bool) -> str:
+def _claim(index: str, order: str, typed: bool) -> str:
     type_filter = "AND job_type IN (SELECT value FROM json_each(:job_types))" if typed else ""
     return f"""
 UPDATE jobs
@@ -111,7 +126,7 @@ SET status = 'processing', worker_id = :worker_id,
     lease_token = lower(hex(randomblob(8))), lease_expires_at = :lease_expires_at,
     started_at = :now, updated_at = :now, attempts = attempts + 1
 WHERE id IN (
-    SELECT id FROM jobs
+    SELECT id FROM jobs INDEXED BY {index}
     WHERE status IN {READY} AND run_at <= :now {type_filter}
     ORDER BY {order}
     LIMIT :limit
@@ -122,8 +137,8 @@ RETURNING id, job_type, target_id, metadata, priority, retry_count, max_retries,
 
 #: (strategy, filtered by job type) -> claim statement
 CLAIM: dict[tuple[Strategy, bool], str] = {
-    (strategy, typed): _claim(order, typed)
-    for strategy, order in _CLAIM_ORDER.items()
+    (strategy, typed): _claim(index, order, typed)
+    for strategy, (index, order) in _CLAIM_ORDER.items()
     for typed in (False, True)
 }
 
@@ -132,35 +147,31 @@ CLAIM_SELECT: dict[tuple[Strategy, bool], str] = {
     key: sql[sql.index("SELECT id FROM jobs") : sql.rindex(")")] for key, sql in CLAIM.items()
 }
 
-_HELD = "id = :id AND lease_token = :token AND status = 'processing'"
 _LEASE_CLEARED = "lease_token = NULL, lease_expires_at = NULL"
 
-COMPLETE_JOB = f"""
-UPDATE jobs SET status = 'completed', completed_at = :now, updated_at = :now,
-    error_message = NULL, {_LEASE_CLEARED}
-WHERE {_HELD}
-"""
-
-RESCHEDULE_JOB = f"""
-UPDATE jobs SET status = 'retry_scheduled', retry_count = retry_count + 1, run_at = :run_at,
-    error_message = :error, updated_at = :now, {_LEASE_CLEARED}
-WHERE {_HELD}
-"""
-
-FAIL_JOB = f"""
-UPDATE jobs SET status = 'failed', completed_at = :now, error_message = :error,
-    updated_at = :now, {_LEASE_CLEARED}
-WHERE {_HELD}
-"""
-
-RELEASE_JOB = f"""
-UPDATE jobs SET status = 'pending', worker_id = NULL, run_at = :now, updated_at = :now,
-    {_LEASE_CLEARED}
-WHERE {_HELD}
+# Every outcome of a batch in one statement, each fenced by its lease token. NOT INDEXED
+# keeps the plan a rowid lookup per outcome rather than a walk over every processing row. A released job
+# (status pending) keeps its previous error and loses its worker; the others record theirs.
+FINISH_JOBS = """
+UPDATE jobs NOT INDEXED SET
+    status = done.status,
+    retry_count = retry_count + done.retried,
+    run_at = coalesce(done.run_at, jobs.run_at),
+    error_message = CASE WHEN done.status = 'pending' THEN error_message ELSE done.error END,
+    completed_at = CASE WHEN done.status IN ('completed', 'failed') THEN :now END,
+    worker_id = CASE WHEN done.status = 'pending' THEN NULL ELSE worker_id END,
+    updated_at = :now, lease_token = NULL, lease_expires_at = NULL
+FROM (
+    SELECT value ->> 0 AS id, value ->> 1 AS token, value ->> 2 AS status,
+           value ->> 3 AS run_at, value ->> 4 AS error, value ->> 5 AS retried
+    FROM json_each(:finished)
+) AS done
+WHERE jobs.id = done.id AND jobs.lease_token = done.token AND jobs.status = 'processing'
+RETURNING jobs.id
 """
 
 RENEW_LEASES = """
-UPDATE jobs SET lease_expires_at = :expires_at, updated_at = :now
+UPDATE jobs NOT INDEXED SET lease_expires_at = :expires_at, updated_at = :now
 FROM (SELECT value ->> 0 AS id, value ->> 1 AS token FROM json_each(:leases)) AS held
 WHERE jobs.id = held.id AND jobs.lease_token = held.token AND jobs.status = 'processing'
 RETURNING jobs.id
@@ -169,7 +180,7 @@ RETURNING jobs.id
 # A job whose worker stopped renewing goes back to pending with the attempt counted, or to
 # failed once its retries are spent. The status guard keeps it idempotent.
 RECOVER_STALE_JOBS = f"""
-UPDATE jobs SET
+UPDATE jobs INDEXED BY jobs_lease_expiry SET
     status = CASE WHEN retry_count < max_retries THEN 'pending' ELSE 'failed' END,
     completed_at = CASE WHEN retry_count < max_retries THEN NULL ELSE :now END,
     retry_count = CASE WHEN retry_count < max_retries THEN retry_count + 1 ELSE retry_count END,
@@ -196,7 +207,8 @@ WHERE id = :id AND status IN ('failed', 'cancelled')
 """
 
 DELETE_FINISHED_JOBS = f"""
-DELETE FROM jobs WHERE status IN {FINISHED_REMOVABLE} AND completed_at < :before
+DELETE FROM jobs INDEXED BY jobs_finished
+WHERE status IN {FINISHED_REMOVABLE} AND completed_at < :before
 """
 
 SELECT_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"

@@ -1,0 +1,172 @@
+"""Crash recovery: a worker process killed with SIGKILL mid-job; another worker finishes it.
+
+Real time with a short lease (``job_timeout_minutes=0.03``: 1.8 s). The doomed process runs
+ten quick jobs, then two jobs that block; once both have started it is killed. A worker here
+then recovers the two after their lease runs out and completes them, and runs the rest.
+Every job completes exactly once and the dead worker's row is pruned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncqueue import JobQueue, JobStatus, QueueWorker
+
+TIMEOUT_MINUTES = 0.03
+WORKER_SCRIPT = Path(__file__).with_name("worker_process.py")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEADLINE = 30.0
+
+
+class Recording(QueueWorker):
+    def __init__(self, queue: JobQueue, **kwargs: Any) -> None:
+        super().__init__(queue, **kwargs)
+        self.ran: list[str] = []
+
+    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+        self.ran.append(target_id)
+        return True
+
+
+def spawn_worker(db: Path, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    with open(tmp_path / "worker_process.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER_SCRIPT), str(db), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def process_log(tmp_path: Path) -> str:
+    path = tmp_path / "worker_process.log"
+    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+def worker_ids(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        ids = {row[0] for row in conn.execute("SELECT id FROM workers")}
+    conn.close()
+    return ids
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, tmp_path: Path) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not await condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}\n{process_log(tmp_path)}")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_job_of_a_killed_worker_is_recovered_and_completed_exactly_once(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "queue.db"
+    record = tmp_path / "doomed.txt"
+    markers = tmp_path / "markers"
+    markers.mkdir()
+
+    async with JobQueue(db, job_timeout_minutes=TIMEOUT_MINUTES) as queue:
+        # Priorities fix the doomed worker's order: the quick jobs, then the blockers, which
+        # fill both its slots, so it never touches the late jobs.
+        early = [f"early-{i}" for i in range(10)]
+        blockers = ["block-0", "block-1"]
+        late = [f"late-{i}" for i in range(20)]
+        await queue.enqueue_many(
+            [{"job_type": "work", "target_id": t, "priority": 1} for t in early]
+            + [{"job_type": "block", "target_id": t, "priority": 2} for t in blockers]
+            + [{"job_type": "work", "target_id": t, "priority": 3} for t in late]
+        )
+        ids = {job.target_id: job.id for job in await queue.list_jobs(limit=100)}
+
+        proc = spawn_worker(
+            db,
+            tmp_path,
+            "--record",
+            str(record),
+            "--markers",
+            str(markers),
+            "--worker-id",
+            "doomed",
+            "--concurrency",
+            "2",
+            "--poll-interval",
+            "0.05",
+            "--job-timeout-minutes",
+            str(TIMEOUT_MINUTES),
+        )
+        try:
+
+            async def blockers_started() -> bool:
+                assert proc.poll() is None, process_log(tmp_path)
+                return all((markers / f"{t}.started").exists() for t in blockers)
+
+            await wait_until(blockers_started, "both blockers to start", tmp_path)
+            os.kill(proc.pid, signal.SIGKILL)
+            assert await asyncio.to_thread(proc.wait, DEADLINE) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+        # Killed mid-job: its two jobs are still marked as running under its name.
+        for target in blockers:
+            job = await queue.get_job(ids[target])
+            assert job is not None
+            assert (job.status, job.worker_id) == (JobStatus.PROCESSING, "doomed")
+        assert "doomed" in worker_ids(db)
+
+        rescuer = Recording(queue, worker_id="rescuer", concurrency=4, poll_interval=0.05)
+        task = asyncio.create_task(rescuer.start())
+        try:
+
+            async def all_completed() -> bool:
+                stats = await queue.get_queue_stats()
+                return stats.completed_jobs == len(ids)
+
+            await wait_until(all_completed, "every job to complete", tmp_path)
+
+            async def dead_worker_pruned() -> bool:
+                return worker_ids(db) == {"rescuer"}
+
+            await wait_until(dead_worker_pruned, "the dead worker's row to be pruned", tmp_path)
+            assert (await queue.get_queue_stats()).active_workers == 1
+        finally:
+            async with asyncio.timeout(DEADLINE):
+                await rescuer.stop()
+                await task
+
+        stats = await queue.get_queue_stats()
+        jobs = {job.target_id: job for job in await queue.list_jobs(limit=100)}
+
+    doomed_ran = record.read_text().split()
+    assert sorted(doomed_ran) == sorted(early)  # it finished exactly these before dying
+    counts = Counter(doomed_ran + rescuer.ran)
+    assert {t: n for t, n in counts.items() if n > 1} == {}
+    assert sorted(counts) == sorted(ids)
+    assert sorted(rescuer.ran) == sorted(blockers + late)
+
+    assert stats.completed_jobs == stats.total_jobs == len(ids) == 32
+    assert stats.pending_jobs == stats.processing_jobs == stats.failed_jobs == 0
+    for target, job in jobs.items():
+        assert job.status is JobStatus.COMPLETED
+        if target in blockers:  # one attempt lost with the crash, counted; one completed
+            assert (job.worker_id, job.attempts, job.retry_count) == ("rescuer", 2, 1)
+        elif target in early:
+            assert (job.worker_id, job.attempts, job.retry_count) == ("doomed", 1, 0)
+        else:
+            assert (job.worker_id, job.attempts, job.retry_count) == ("rescuer", 1, 0)
