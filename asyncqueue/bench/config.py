@@ -1,0 +1,92 @@
+"""The benchmark's settings: which phases, how many jobs, which durability."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Sync = Literal["NORMAL", "FULL"]
+
+#: Every phase, in the order they run.
+PHASES: tuple[str, ...] = (
+    "enqueue-sequential",
+    "enqueue-concurrent",
+    "enqueue-many",
+    "process-1",
+    "process-2",
+    "latency-same-process",
+    "latency-cross-process",
+    "idle-cpu",
+    "depth",
+    "memory",
+)
+SYNC_MODES: tuple[Sync, ...] = ("NORMAL", "FULL")
+
+#: Depth cases: a backlog of ``small`` or ``big`` jobs, left pending or completed first.
+DEPTH_CASES: tuple[str, ...] = (
+    "small-pending",
+    "big-pending",
+    "small-completed",
+    "big-completed",
+)
+DEFAULT_DEPTH_CASES: tuple[str, ...] = ("small-pending", "big-pending", "big-completed")
+QUICK_DEPTH_CASES: tuple[str, ...] = ("small-pending", "small-completed")
+
+#: Jobs a worker drains in the memory phase (``--quick`` drains ``2 * n`` at most).
+MEMORY_JOBS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """Everything a run needs to know; built by the CLI, printed with the results."""
+
+    directory: Path
+    n: int = 10_000
+    concurrency: int = 10
+    syncs: tuple[Sync, ...] = SYNC_MODES
+    phases: tuple[str, ...] = PHASES
+    quick: bool = False
+    json_path: Path | None = None
+    producers: int = 50
+    chunk: int = 1_000
+    fill_chunk: int = 50_000
+    latency_jobs: int = 200
+    latency_interval: float = 0.010
+    latency_idle: float = 1.0
+    idle_seconds: float = 2.0
+    memory_jobs: int = MEMORY_JOBS
+    depth_small: int = 10_000
+    depth_big: int = 1_000_000
+    depth_cases: tuple[str, ...] = DEFAULT_DEPTH_CASES
+    fill_concurrency: int = 200
+    poll_interval: float | None = None
+    stall_timeout: float = 60.0
+    keep_files: bool = False
+
+    def describe(self) -> dict[str, object]:
+        """The settings as a JSON-ready dict (for the header and ``--json``)."""
+        return {
+            "n": self.n,
+            "concurrency": self.concurrency,
+            "synchronous": list(self.syncs),
+            "phases": list(self.phases),
+            "quick": self.quick,
+            "directory": str(self.directory),
+            "producers": self.producers,
+            "enqueue_many_chunk": self.chunk,
+            "latency_jobs": self.latency_jobs,
+            "latency_interval_s": self.latency_interval,
+            "idle_cpu_seconds": self.idle_seconds,
+            "memory_jobs": self.memory_jobs,
+            "depth_small": self.depth_small,
+            "depth_big": self.depth_big,
+            "depth_cases": list(self.depth_cases),
+            "poll_interval": "library default"
+            if self.poll_interval is None
+            else self.poll_interval,
+        }
+
+    def depth_size(self, case: str) -> int:
+        """The backlog size of a depth case such as ``"big-pending"``."""
+        return self.depth_big if case.startswith("big") else self.depth_small
