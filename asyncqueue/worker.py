@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import os
 import socket
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -24,6 +25,9 @@ from asyncqueue.validation import job_type_name
 
 #: Seconds running jobs get to finish after ``stop()`` before they are returned to pending.
 DEFAULT_SHUTDOWN_GRACE_PERIOD = 30.0
+#: A worker claims ahead (up to ``concurrency`` extra jobs, leased and renewed like running
+#: ones) while its jobs take less than this on average.
+CLAIM_AHEAD_MAX_JOB_SECONDS = 0.002
 #: Longest gap between heartbeats (and lease renewals, and stale-job sweeps).
 MAX_HEARTBEAT_INTERVAL = 10.0
 
@@ -97,6 +101,7 @@ class QueueWorker:
         self._ready: deque[ClaimedJob] = deque()
         self._outcomes: list[tuple[ClaimedJob, FinishedJob]] = []
         self._running = 0
+        self._average_job_seconds: float | None = None
         self._maybe_new_work = True
         self._job_available = asyncio.Event()
         self._wakeup = asyncio.Event()
@@ -245,7 +250,11 @@ class QueueWorker:
                 self._release_ready()
             self._wakeup.clear()
             finished = self._take_outcomes()
-            free = 0 if stopping else self.concurrency - self._running - len(self._ready)
+            free = (
+                0
+                if stopping
+                else self.concurrency + self._claim_ahead() - self._running - len(self._ready)
+            )
             claim = free if free > 0 and self._maybe_new_work else 0
             if finished or claim:
                 await self._exchange(finished, claim)
@@ -340,13 +349,32 @@ class QueueWorker:
                 self._wakeup.set()
                 continue
             self._running += 1
+            started = time.perf_counter()
             try:
                 error = await self._call(job)
             finally:
                 # On cancellation the job keeps its lease and no outcome: it is released.
                 self._running -= 1
                 self._wakeup.set()
+            self._note_duration(time.perf_counter() - started)
             self._outcomes.append((job, self.queue.outcome(job, error)))
+
+    def _note_duration(self, seconds: float) -> None:
+        average = self._average_job_seconds
+        self._average_job_seconds = (
+            seconds if average is None else average + (seconds - average) / 16
+        )
+
+    def _claim_ahead(self) -> int:
+        """Jobs to hold beyond the free slots, so runners never wait for a round trip.
+
+        Only while jobs are short: a claimed job waiting behind long ones would be better
+        off with another worker.
+        """
+        average = self._average_job_seconds
+        if average is not None and average < CLAIM_AHEAD_MAX_JOB_SECONDS:
+            return self.concurrency
+        return 0
 
     async def _next_job(self) -> ClaimedJob:
         while not self._ready:

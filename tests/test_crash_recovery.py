@@ -82,7 +82,7 @@ async def test_a_job_of_a_killed_worker_is_recovered_and_completed_exactly_once(
 
     async with JobQueue(db, job_timeout_minutes=TIMEOUT_MINUTES) as queue:
         # Priorities fix the doomed worker's order: the quick jobs, then the blockers, which
-        # fill both its slots, so it never touches the late jobs.
+        # fill both its slots, so it never runs the late jobs.
         early = [f"early-{i}" for i in range(10)]
         blockers = ["block-0", "block-1"]
         late = [f"late-{i}" for i in range(20)]
@@ -169,4 +169,7 @@ async def test_a_job_of_a_killed_worker_is_recovered_and_completed_exactly_once(
         elif target in early:
             assert (job.worker_id, job.attempts, job.retry_count) == ("doomed", 1, 0)
         else:
-            assert (job.worker_id, job.attempts, job.retry_count) == ("rescuer", 1, 0)
+            # Never started by the doomed worker; it may have claimed a few ahead (its jobs
+            # were quick), and a claim that dies with its worker counts as an attempt.
+            assert job.worker_id == "rescuer"
+            assert (job.attempts, job.retry_count) in {(1, 0), (2, 1)}

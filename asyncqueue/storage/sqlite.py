@@ -20,6 +20,7 @@ from asyncqueue.storage.base import (
     RecoveredJob,
     WorkerRecord,
 )
+from asyncqueue.storage.sqlite_checkpoint import Checkpointer
 from asyncqueue.storage.sqlite_connection import (
     ReadPool,
     SQLiteWriter,
@@ -58,6 +59,7 @@ class SQLiteStorage:
             await run_in_thread(writer_conn, self._prepare)
             for _ in range(s.read_connections):
                 readers.append(await self._connect(query_only=True))
+            self._checkpointer = Checkpointer(await self._connect(query_only=False))
         except BaseException:
             for conn in [*readers, writer_conn]:
                 await conn.close()
@@ -65,6 +67,7 @@ class SQLiteStorage:
         self._writer = SQLiteWriter(
             writer_conn, self._path, busy_retries=s.busy_retries, busy_timeout=s.busy_timeout
         )
+        self._writer.on_commit = self._checkpointer.committed
         self._writer.start()
         self._reads = ReadPool(readers, self._path)
         self._writer_conn = writer_conn
@@ -93,6 +96,10 @@ class SQLiteStorage:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            # Checkpoints run on their own connection (sqlite_checkpoint); the writer waits
+            # for the lock in begin_immediate rather than in SQLite's busy handler.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as exc:
             raise DatabaseOpenError(_open_failure(exc), self._path) from exc
 
@@ -103,6 +110,7 @@ class SQLiteStorage:
         if writer is not None:
             await writer.close()
             await self._writer_conn.close()
+            await self._checkpointer.close()
         if reads is not None:
             await reads.close()
 

@@ -50,18 +50,22 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             run_at REAL NOT NULL,
             started_at REAL,
             completed_at REAL,
-            updated_at REAL NOT NULL
+            updated_at REAL NOT NULL,
+            -- 1 while the job holds its (job_type, target_id) pair, NULL once it is over.
+            -- A column of its own so that a claim, which keeps the job active, leaves the
+            -- duplicate index untouched.
+            active INTEGER DEFAULT 1
+                CHECK (coalesce(active, 0) = (status IN {ACTIVE}))
         )
         """,
         # Duplicate prevention lives in the database, so concurrent enqueuers cannot race.
-        f"""CREATE UNIQUE INDEX jobs_active_pair ON jobs (job_type, target_id)
-            WHERE status IN {ACTIVE}""",
-        # Claim indexes hold only ready rows, so claim cost stays flat however many finished
-        # rows are kept; ordered as the strategies read them.
+        "CREATE UNIQUE INDEX jobs_active_pair ON jobs (job_type, target_id) WHERE active = 1",
+        # The claim index holds only ready rows, so claim cost stays flat however many
+        # finished rows are kept. Every strategy reads it (fifo/lifo one priority at a time).
         f"CREATE INDEX jobs_ready_by_priority ON jobs (priority, id) WHERE status IN {READY}",
-        f"CREATE INDEX jobs_ready_by_age ON jobs (id) WHERE status IN {READY}",
-        "CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE status = 'processing'",
         f"CREATE INDEX jobs_finished ON jobs (completed_at) WHERE status IN {FINISHED_REMOVABLE}",
+        # Counts by status, listings, and the lease sweep: status = 'processing' selects only
+        # the jobs running now, however large the backlog.
         "CREATE INDEX jobs_status_type ON jobs (status, job_type)",
         """
         CREATE TABLE workers (
@@ -104,47 +108,48 @@ ON CONFLICT DO NOTHING
 RETURNING id, job_type, target_id
 """
 
-SELECT_ACTIVE_ID = f"""
-SELECT id FROM jobs WHERE job_type = ? AND target_id = ? AND status IN {ACTIVE}
+SELECT_ACTIVE_ID = """
+SELECT id FROM jobs WHERE job_type = ? AND target_id = ? AND active = 1
 """
 
-# strategy -> (claim index, ORDER BY). INDEXED BY pins the plan: without statistics SQLite
-# would rather use jobs_status_type and sort, and if a schema change ever made the index
-# unusable the statement fails loudly instead of quietly turning into a scan.
-_CLAIM_ORDER: dict[Strategy, tuple[str, str]] = {
-    "priority": ("jobs_ready_by_priority", "priority, id"),
-    "fifo": ("jobs_ready_by_age", "id"),
-    "lifo": ("jobs_ready_by_age", "id DESC"),
-}
+# INDEXED BY pins every claim to the ready index: without statistics SQLite would rather use
+# jobs_status_type and sort, and if a schema change ever made the index unusable the
+# statement fails loudly instead of quietly turning into a scan.
+_READY_ROWS = f"FROM jobs INDEXED BY jobs_ready_by_priority WHERE status IN {READY}"
+_PRIORITIES = range(1, 11)
 
 
-def _claim(index: str, order: str, typed: bool) -> str:
+def _claim_candidates(strategy: Strategy, type_filter: str) -> str:
+    """The ids to claim, in the strategy's order, each read from the ready index."""
+    due = f"{_READY_ROWS} AND run_at <= :now {type_filter}"
+    if strategy == "priority":
+        return f"SELECT id {due} ORDER BY priority, id LIMIT :limit"
+    # fifo/lifo: the oldest (newest) few of each priority, merged; ten short index ranges.
+    direction = "" if strategy == "fifo" else " DESC"
+    arms = " UNION ALL ".join(
+        f"SELECT id FROM (SELECT id {due} AND priority = {p} ORDER BY id{direction} LIMIT :limit)"
+        for p in _PRIORITIES
+    )
+    return f"SELECT id FROM ({arms}) ORDER BY id{direction} LIMIT :limit"
+
+
+def _claim(strategy: Strategy, typed: bool) -> str:
     type_filter = "AND job_type IN (SELECT value FROM json_each(:job_types))" if typed else ""
     return f"""
 UPDATE jobs
 SET status = 'processing', worker_id = :worker_id,
     lease_token = lower(hex(randomblob(8))), lease_expires_at = :lease_expires_at,
     started_at = :now, updated_at = :now, attempts = attempts + 1
-WHERE id IN (
-    SELECT id FROM jobs INDEXED BY {index}
-    WHERE status IN {READY} AND run_at <= :now {type_filter}
-    ORDER BY {order}
-    LIMIT :limit
-)
+WHERE id IN ({_claim_candidates(strategy, type_filter)})
 RETURNING id, job_type, target_id, metadata, priority, retry_count, max_retries, lease_token
 """
 
 
 #: (strategy, filtered by job type) -> claim statement
 CLAIM: dict[tuple[Strategy, bool], str] = {
-    (strategy, typed): _claim(index, order, typed)
-    for strategy, (index, order) in _CLAIM_ORDER.items()
+    (strategy, typed): _claim(strategy, typed)
+    for strategy in ("priority", "fifo", "lifo")
     for typed in (False, True)
-}
-
-#: The SELECT inside each claim, for EXPLAIN QUERY PLAN checks.
-CLAIM_SELECT: dict[tuple[Strategy, bool], str] = {
-    key: sql[sql.index("SELECT id FROM jobs") : sql.rindex(")")] for key, sql in CLAIM.items()
 }
 
 _LEASE_CLEARED = "lease_token = NULL, lease_expires_at = NULL"
@@ -159,6 +164,7 @@ UPDATE jobs NOT INDEXED SET
     run_at = coalesce(done.run_at, jobs.run_at),
     error_message = CASE WHEN done.status = 'pending' THEN error_message ELSE done.error END,
     completed_at = CASE WHEN done.status IN ('completed', 'failed') THEN :now END,
+    active = CASE WHEN done.status IN ('completed', 'failed') THEN NULL ELSE 1 END,
     worker_id = CASE WHEN done.status = 'pending' THEN NULL ELSE worker_id END,
     updated_at = :now, lease_token = NULL, lease_expires_at = NULL
 FROM (
@@ -180,9 +186,10 @@ RETURNING jobs.id
 # A job whose worker stopped renewing goes back to pending with the attempt counted, or to
 # failed once its retries are spent. The status guard keeps it idempotent.
 RECOVER_STALE_JOBS = f"""
-UPDATE jobs INDEXED BY jobs_lease_expiry SET
+UPDATE jobs INDEXED BY jobs_status_type SET
     status = CASE WHEN retry_count < max_retries THEN 'pending' ELSE 'failed' END,
     completed_at = CASE WHEN retry_count < max_retries THEN NULL ELSE :now END,
+    active = CASE WHEN retry_count < max_retries THEN 1 END,
     retry_count = CASE WHEN retry_count < max_retries THEN retry_count + 1 ELSE retry_count END,
     error_message = 'lease expired: worker ' || coalesce(worker_id, '?')
         || ' stopped renewing it (crashed, or hung past job_timeout_minutes)',
@@ -192,7 +199,7 @@ RETURNING id, job_type, worker_id, status
 """
 
 CANCEL_JOB = f"""
-UPDATE jobs SET status = 'cancelled', completed_at = :now, updated_at = :now
+UPDATE jobs SET status = 'cancelled', completed_at = :now, updated_at = :now, active = NULL
 WHERE id = :id AND status IN {READY}
 """
 
@@ -202,7 +209,7 @@ SELECT job_type, target_id FROM jobs WHERE id = :id AND status IN ('failed', 'ca
 
 RETRY_JOB = """
 UPDATE jobs SET status = 'pending', retry_count = 0, run_at = :now, updated_at = :now,
-    completed_at = NULL, worker_id = NULL
+    completed_at = NULL, worker_id = NULL, active = 1
 WHERE id = :id AND status IN ('failed', 'cancelled')
 """
 
