@@ -38,15 +38,25 @@ class NewJob:
     run_at: float
 
 
+# Job types repeat from one job to the next: remember the ones already found valid.
+_valid_job_types: set[str] = set()
+_VALID_JOB_TYPES_KEPT = 4096
+
+
 def job_type_name(job_type: object) -> str:
     """The job type as stored: a str, or the value of a str-valued Enum member."""
     if isinstance(job_type, Enum):
         job_type = job_type.value
+    if type(job_type) is str and job_type in _valid_job_types:
+        return job_type
     if not isinstance(job_type, str):
         raise ValidationTypeError(
             f"job_type must be a str or a str-valued Enum member, got {type(job_type).__name__}"
         )
-    return _bounded_text("job_type", job_type, MAX_JOB_TYPE_LENGTH)
+    name = _bounded_text("job_type", job_type, MAX_JOB_TYPE_LENGTH)
+    if type(name) is str and len(_valid_job_types) < _VALID_JOB_TYPES_KEPT:
+        _valid_job_types.add(name)
+    return name
 
 
 def _target_id(target_id: object) -> str:
@@ -62,7 +72,8 @@ def _bounded_text(name: str, value: str, limit: int) -> str:
         raise ValidationError(f"{name} is {len(value)} characters long; the limit is {limit}")
     if "\x00" in value:
         raise ValidationError(f"{name} must not contain NUL characters")
-    _require_utf8(name, value)
+    if not value.isascii():
+        _require_utf8(name, value)
     return value
 
 
@@ -101,14 +112,19 @@ def encode_metadata(metadata: object, max_bytes: int) -> str:
         raise ValidationTypeError(
             f"metadata must be a dict (a JSON object), got {type(metadata).__name__}"
         )
+    if not metadata:
+        return "{}"
     try:
         encoded = json.dumps(metadata, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValidationTypeError(f"metadata is not JSON-serialisable: {exc}") from exc
     if any(not isinstance(key, str) for key in metadata):
         raise ValidationTypeError("metadata keys must be strings")
-    _require_utf8("metadata", encoded)
-    size = len(encoded.encode("utf-8"))
+    if encoded.isascii():
+        size = len(encoded)
+    else:
+        _require_utf8("metadata", encoded)
+        size = len(encoded.encode("utf-8"))
     if size > max_bytes:
         raise ValidationError(f"metadata is {size} bytes as JSON; the limit is {max_bytes}")
     return encoded
@@ -175,10 +191,10 @@ def enqueue_item_arguments(item: object, index: int) -> dict[str, Any]:
     """Check one ``enqueue_many`` item is a mapping of known enqueue parameter names."""
     if not isinstance(item, Mapping):
         raise ValidationTypeError(f"item {index} must be a mapping, got {type(item).__name__}")
-    unknown = set(item) - ENQUEUE_FIELDS
-    if unknown:
-        raise ValidationError(f"item {index} has unknown keys: {sorted(map(str, unknown))}")
-    missing = {"job_type", "target_id"} - set(item)
-    if missing:
-        raise ValidationError(f"item {index} is missing {sorted(missing)}")
+    if not ENQUEUE_FIELDS.issuperset(item):
+        unknown = sorted(map(str, set(item) - ENQUEUE_FIELDS))
+        raise ValidationError(f"item {index} has unknown keys: {unknown}")
+    if "job_type" not in item or "target_id" not in item:
+        missing = sorted({"job_type", "target_id"} - set(item))
+        raise ValidationError(f"item {index} is missing {missing}")
     return dict(item)

@@ -22,6 +22,7 @@ from asyncqueue.storage.base import (
 )
 from asyncqueue.storage.sqlite_checkpoint import Checkpointer
 from asyncqueue.storage.sqlite_connection import (
+    Mergeable,
     ReadPool,
     SQLiteWriter,
     connect,
@@ -130,19 +131,10 @@ class SQLiteStorage:
         """Insert in one statement; an active duplicate (also within ``jobs``) yields its id."""
         if len(jobs) == 1:
             return [await self._insert_one(jobs[0], now)]
-        params = {"jobs": _encode_new_jobs(jobs), "now": now}
+        batch = [(job, now) for job in jobs]
 
         def insert(conn: sqlite3.Connection) -> list[JobId]:
-            created = {(r[1], r[2]): r[0] for r in rows(conn, sql.INSERT_JOBS, params)}
-            ids: list[JobId] = []
-            for job in jobs:
-                key = (job.job_type, job.target_id)
-                job_id = created.pop(key, None)
-                if job_id is not None:
-                    ids.append(JobId(job_id, True))
-                else:
-                    ids.append(JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False))
-            return ids
+            return insert_many(conn, batch)
 
         return await self._write_side().submit(insert, single_statement=True)
 
@@ -165,7 +157,9 @@ class SQLiteStorage:
                 return JobId(row[0], True)
             return JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False)
 
-        return await self._write_side().submit(insert, single_statement=True)
+        # Concurrent single enqueues that share a transaction go in as one statement.
+        merge = Mergeable("insert_job", (job, now), insert_many)
+        return await self._write_side().submit(insert, single_statement=True, merge=merge)
 
     async def claim_jobs(self, request: ClaimRequest) -> list[ClaimedJob]:
         """One UPDATE ... RETURNING claims up to ``request.limit`` jobs."""
@@ -367,14 +361,36 @@ class SQLiteStorage:
         return await self._read_side().read(read)
 
 
-def _encode_new_jobs(jobs: Sequence[NewJob]) -> str:
-    return json.dumps(
-        [
-            [j.job_type, j.target_id, j.priority, j.max_retries, j.metadata_json, j.run_at]
-            for j in jobs
-        ],
-        separators=(",", ":"),
-    )
+def insert_many(conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]]) -> list[JobId]:
+    """Insert ``(job, enqueued_at)`` pairs; return ids in order, duplicates found."""
+    created: dict[tuple[str, str], int] = {}
+    start = 0
+    for size in sql.INSERT_ROWS_PER_STATEMENT:
+        while len(batch) - start >= size:
+            params: list[Any] = []
+            for job, at in batch[start : start + size]:
+                params += (
+                    job.job_type,
+                    job.target_id,
+                    job.priority,
+                    job.max_retries,
+                    job.metadata_json,
+                    at,
+                    job.run_at,
+                    at,
+                )
+            for row in rows(conn, sql.INSERT_ROWS[size], params):
+                created[(row[1], row[2])] = row[0]
+            start += size
+    ids: list[JobId] = []
+    for job, _ in batch:
+        key = (job.job_type, job.target_id)
+        job_id = created.pop(key, None)
+        if job_id is not None:
+            ids.append(JobId(job_id, True))
+        else:
+            ids.append(JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False))
+    return ids
 
 
 def _encode_finished(finished: Sequence[FinishedJob]) -> str:

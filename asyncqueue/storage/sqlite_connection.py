@@ -123,11 +123,34 @@ async def run_in_thread(conn: aiosqlite.Connection, fn: ThreadFunction[T]) -> T:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class Mergeable(Generic[T]):
+    """A submission the writer may run together with like ones in one statement.
+
+    Consecutive submissions with the same ``kind`` in a group are handed together to
+    ``run_many(conn, payloads)``, which returns one result per payload. If that statement
+    fails, each submission runs alone again in its own savepoint, so a bad one still
+    fails only its own caller.
+    """
+
+    kind: str
+    payload: Any
+    run_many: Callable[[sqlite3.Connection, list[Any]], list[T]]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteUnit(Generic[T]):
+    """One caller's write: ``fn`` alone, or merged with its like when ``merge`` is set."""
+
+    fn: ThreadFunction[T]
+    single_statement: bool = False
+    merge: Mergeable[T] | None = None
+
+
 @dataclass(slots=True)
 class _Submission(Generic[T]):
-    fn: ThreadFunction[T]
+    unit: WriteUnit[T]
     future: asyncio.Future[T]
-    single_statement: bool
 
 
 class SQLiteWriter:
@@ -163,25 +186,32 @@ class SQLiteWriter:
             self._run(), name=f"asyncqueue-writer:{self._path}"
         )
 
-    async def submit(self, fn: ThreadFunction[T], *, single_statement: bool = False) -> T:
+    async def submit(
+        self,
+        fn: ThreadFunction[T],
+        *,
+        single_statement: bool = False,
+        merge: Mergeable[T] | None = None,
+    ) -> T:
         """Run ``fn`` in a transaction and return its result once committed.
 
         ``single_statement`` promises that ``fn`` runs at most one writing statement, so it
-        needs no savepoint of its own when it shares a transaction.
+        needs no savepoint of its own when it shares a transaction. ``merge`` lets the
+        writer run it in one statement with like submissions (see :class:`Mergeable`).
         """
         if self._closing:
             raise QueueClosedError(f"the queue at {self._path} is closed")
         if self._idle.is_set() and not self._inbox:
             return await self._commit_alone(fn)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._inbox.append(_Submission(fn, future, single_statement))
+        self._inbox.append(_Submission(WriteUnit(fn, single_statement, merge), future))
         self._wakeup.set()
         return await future
 
     async def _commit_alone(self, fn: ThreadFunction[T]) -> T:
         self._idle.clear()
         try:
-            ok, value = (await self._apply_with_busy_retry([(fn, True)]))[0]
+            ok, value = (await self._apply_with_busy_retry([WriteUnit(fn, True)]))[0]
             self._committed()
         except Exception as exc:
             raise translate_error(exc, self._path) from exc
@@ -232,9 +262,8 @@ class SQLiteWriter:
         return batch
 
     async def _commit(self, batch: list[_Submission[Any]]) -> None:
-        functions = [(s.fn, s.single_statement) for s in batch]
         try:
-            outcomes = await self._apply_with_busy_retry(functions)
+            outcomes = await self._apply_with_busy_retry([s.unit for s in batch])
             self._committed()
         except Exception as exc:  # noqa: BLE001 - every caller must be resolved, whatever failed
             error = translate_error(exc, self._path)
@@ -250,11 +279,9 @@ class SQLiteWriter:
             else:
                 submission.future.set_exception(translate_error(value, self._path))
 
-    async def _apply_with_busy_retry(
-        self, functions: list[tuple[ThreadFunction[Any], bool]]
-    ) -> list[tuple[bool, Any]]:
+    async def _apply_with_busy_retry(self, units: list[WriteUnit[Any]]) -> list[tuple[bool, Any]]:
         def apply(raw: sqlite3.Connection) -> list[tuple[bool, Any]]:
-            return apply_group(raw, functions, self._busy_timeout)
+            return apply_group(raw, units, self._busy_timeout)
 
         try:
             return await run_in_thread(self._conn, apply)
@@ -316,47 +343,88 @@ def begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:
 
 
 def apply_group(
-    conn: sqlite3.Connection,
-    functions: list[tuple[ThreadFunction[Any], bool]],
-    busy_timeout: float = 5.0,
+    conn: sqlite3.Connection, units: list[WriteUnit[Any]], busy_timeout: float = 5.0
 ) -> list[tuple[bool, Any]]:
-    """Run the functions in one IMMEDIATE transaction and commit.
+    """Run the units in one IMMEDIATE transaction and commit.
 
-    Each ``(function, single_statement)`` pair gets its own savepoint unless it is alone or
-    a single statement. Returns (True, result) or (False, exception) per function. A failure
-    that ends the whole transaction (busy, disk full, I/O) is raised instead, with nothing
-    committed.
+    Returns (True, result) or (False, exception) per unit. A failure that ends the whole
+    transaction (busy, disk full, I/O) is raised instead, with nothing committed.
     """
     begin_immediate(conn, busy_timeout)
     try:
-        alone = len(functions) == 1
-        outcomes: list[tuple[bool, Any]] = []
-        for fn, single_statement in functions:
-            savepoint = not (alone or single_statement)
-            if savepoint:
-                conn.execute("SAVEPOINT submission")
-            try:
-                result = fn(conn)
-            except Exception as exc:
-                if not conn.in_transaction or is_busy(exc):
-                    raise
-                if savepoint:
-                    conn.execute("ROLLBACK TO submission")
-                    conn.execute("RELEASE submission")
-                elif alone:
-                    conn.execute("ROLLBACK")
-                    return [(False, exc)]
-                outcomes.append((False, exc))
-            else:
-                if savepoint:
-                    conn.execute("RELEASE submission")
-                outcomes.append((True, result))
+        if len(units) == 1:
+            outcome = _run_unit(conn, units[0], savepoint=False)
+            if not outcome[0]:
+                conn.execute("ROLLBACK")
+                return [outcome]
+            outcomes = [outcome]
+        else:
+            outcomes = []
+            for run in _runs(units):
+                merged = _run_merged(conn, run) if len(run) > 1 else None
+                if merged is None:
+                    merged = [
+                        _run_unit(conn, unit, savepoint=not unit.single_statement) for unit in run
+                    ]
+                outcomes += merged
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _runs(units: list[WriteUnit[Any]]) -> list[list[WriteUnit[Any]]]:
+    """Split into runs of consecutive units of one mergeable kind (others stand alone)."""
+    runs: list[list[WriteUnit[Any]]] = []
+    for unit in units:
+        kind = unit.merge.kind if unit.merge is not None else None
+        last = runs[-1][0].merge if runs else None
+        if kind is not None and last is not None and last.kind == kind:
+            runs[-1].append(unit)
+        else:
+            runs.append([unit])
+    return runs
+
+
+def _run_merged(
+    conn: sqlite3.Connection, run: list[WriteUnit[Any]]
+) -> list[tuple[bool, Any]] | None:
+    """Run a run of like units as one statement; None if it failed and was undone."""
+    merge = run[0].merge
+    assert merge is not None
+    conn.execute("SAVEPOINT merged")
+    try:
+        results = merge.run_many(conn, [unit.merge.payload for unit in run if unit.merge])
+    except Exception as exc:
+        if not conn.in_transaction or is_busy(exc):
+            raise
+        conn.execute("ROLLBACK TO merged")
+        conn.execute("RELEASE merged")
+        return None
+    conn.execute("RELEASE merged")
+    return [(True, result) for result in results]
+
+
+def _run_unit(
+    conn: sqlite3.Connection, unit: WriteUnit[Any], *, savepoint: bool
+) -> tuple[bool, Any]:
+    """Run one unit; its failure is undone (savepoint, or SQLite's statement rollback)."""
+    if savepoint:
+        conn.execute("SAVEPOINT submission")
+    try:
+        result = unit.fn(conn)
+    except Exception as exc:
+        if not conn.in_transaction or is_busy(exc):
+            raise
+        if savepoint:
+            conn.execute("ROLLBACK TO submission")
+            conn.execute("RELEASE submission")
+        return (False, exc)
+    if savepoint:
+        conn.execute("RELEASE submission")
+    return (True, result)
 
 
 def translate_error(exc: BaseException, path: str) -> BaseException:

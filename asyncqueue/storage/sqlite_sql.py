@@ -96,17 +96,26 @@ ON CONFLICT DO NOTHING
 RETURNING id
 """
 
-# enqueue_many: every job of the call in one statement; a conflict (an active duplicate,
-# also one earlier in the same array) inserts nothing for that element.
-INSERT_JOBS = """
+# Several jobs per statement, parameters bound row by row (cheaper than parsing JSON); a
+# conflict (an active duplicate, also one earlier in the same statement or transaction)
+# inserts nothing for that row.
+_INSERT_ROW = "(?, ?, 'pending', ?, ?, ?, ?, ?, ?)"
+#: Rows per multi-row INSERT; a batch is cut into these sizes, largest first.
+INSERT_ROWS_PER_STATEMENT = (256, 64, 16, 4, 1)
+
+
+def insert_rows_sql(rows: int) -> str:
+    """INSERT of ``rows`` jobs, 8 parameters each, RETURNING the rows it created."""
+    return f"""
 INSERT INTO jobs (job_type, target_id, status, priority, max_retries, metadata,
                   created_at, run_at, updated_at)
-SELECT value ->> 0, value ->> 1, 'pending', value ->> 2, value ->> 3, value ->> 4,
-       :now, value ->> 5, :now
-FROM json_each(:jobs) WHERE true
+VALUES {", ".join([_INSERT_ROW] * rows)}
 ON CONFLICT DO NOTHING
 RETURNING id, job_type, target_id
 """
+
+
+INSERT_ROWS: dict[int, str] = {n: insert_rows_sql(n) for n in INSERT_ROWS_PER_STATEMENT}
 
 SELECT_ACTIVE_ID = """
 SELECT id FROM jobs WHERE job_type = ? AND target_id = ? AND active = 1
