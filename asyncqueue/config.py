@@ -15,6 +15,7 @@ from typing import Literal, TypeVar
 
 from asyncqueue.errors import ConfigurationError
 from asyncqueue.retry import RetryPolicy
+from asyncqueue.validation import MAX_RETRIES_LIMIT
 
 T = TypeVar("T")
 
@@ -87,11 +88,13 @@ def _number(name: str, value: object, *, minimum: float, exclusive: bool = False
     return number
 
 
-def _integer(name: str, value: object, *, minimum: int) -> int:
+def _integer(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigurationError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ConfigurationError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigurationError(f"{name} must be <= {maximum}, got {value!r}")
     return value
 
 
@@ -164,7 +167,7 @@ def _validated(s: QueueSettings) -> QueueSettings:
     _number("job_timeout_minutes", s.job_timeout_minutes, minimum=0, exclusive=True)
     _number("cleanup_after_days", s.cleanup_after_days, minimum=0)
     _number("busy_timeout", s.busy_timeout, minimum=0)
-    _integer("max_retries", s.max_retries, minimum=0)
+    _integer("max_retries", s.max_retries, minimum=0, maximum=MAX_RETRIES_LIMIT)
     _integer("busy_retries", s.busy_retries, minimum=1)
     _integer("read_connections", s.read_connections, minimum=1)
     _integer("max_metadata_bytes", s.max_metadata_bytes, minimum=2)

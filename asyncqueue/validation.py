@@ -19,6 +19,8 @@ MAX_TARGET_ID_LENGTH = 255
 MIN_PRIORITY = 1
 MAX_PRIORITY = 10
 DEFAULT_PRIORITY = 5
+#: Largest accepted ``max_retries``.
+MAX_RETRIES_LIMIT = 1_000_000
 
 #: The keyword arguments ``enqueue`` and each ``enqueue_many`` item accept.
 ENQUEUE_FIELDS = frozenset(
@@ -99,8 +101,10 @@ def validate_max_retries(max_retries: object) -> int:
     """Return ``max_retries`` if it is a non-negative int (bool refused)."""
     if isinstance(max_retries, bool) or not isinstance(max_retries, int):
         raise ValidationTypeError(f"max_retries must be an int, got {type(max_retries).__name__}")
-    if max_retries < 0:
-        raise ValidationError(f"max_retries must be >= 0, got {max_retries}")
+    if not 0 <= max_retries <= MAX_RETRIES_LIMIT:
+        raise ValidationError(
+            f"max_retries must be between 0 and {MAX_RETRIES_LIMIT}, got {max_retries}"
+        )
     return max_retries
 
 

@@ -40,7 +40,9 @@ from asyncqueue.validation import NewJob
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LEASE_SECONDS = 30 * 60.0  # the default job_timeout_minutes, as the queue fixture uses it
-LEASE_EXPIRED = "lease expired: worker {} stopped renewing it (crashed, or hung past job_timeout_minutes)"
+LEASE_EXPIRED = (
+    "lease expired: worker {} stopped renewing it (crashed, or hung past job_timeout_minutes)"
+)
 
 
 def raw_jobs(db: Path) -> dict[int, dict[str, Any]]:
@@ -306,9 +308,9 @@ async def test_a_crash_between_claim_and_batched_completion_loses_nothing(db_pat
 
         # What the crash left: 3 completed, 1 retry scheduled, 4 held by a dead process.
         stored = raw_jobs(db_path)
-        assert [stored[i]["status"] for i in ids] == ["completed"] * 3 + [
-            "retry_scheduled"
-        ] + ["processing"] * 4 + ["pending"] * 2
+        assert [stored[i]["status"] for i in ids] == ["completed"] * 3 + ["retry_scheduled"] + [
+            "processing"
+        ] * 4 + ["pending"] * 2
         held_ids = ids[4:8]
         assert {stored[i]["worker_id"] for i in held_ids} == {"crasher"}
         leases = [stored[i]["lease_expires_at"] for i in held_ids]
@@ -340,9 +342,9 @@ async def test_a_crash_between_claim_and_batched_completion_loses_nothing(db_pat
     assert stats.completed_jobs == stats.total_jobs == 10
     # (worker_id, attempts, retry_count): the child's completions, its failed attempt, the
     # four it died holding (one lost attempt counted), and the two it never claimed.
-    assert [(stored[i]["worker_id"], stored[i]["attempts"], stored[i]["retry_count"]) for i in ids] == [
-        ("crasher", 1, 0)
-    ] * 3 + [("rescuer", 2, 1)] * 5 + [("rescuer", 1, 0)] * 2
+    assert [
+        (stored[i]["worker_id"], stored[i]["attempts"], stored[i]["retry_count"]) for i in ids
+    ] == [("crasher", 1, 0)] * 3 + [("rescuer", 2, 1)] * 5 + [("rescuer", 1, 0)] * 2
     assert all(row["status"] == "completed" for row in stored.values())
     assert all(row["lease_token"] is None for row in stored.values())
 
@@ -426,15 +428,9 @@ async def test_a_write_rejected_by_the_database_fails_only_its_caller_in_a_group
             *(queue.enqueue("good", f"g{i}") for i in range(10)),
             storage.insert_jobs([new_job("bad", "one", "{not json", now)], now),
             *(queue.enqueue("good", f"g{i}") for i in range(10, 20)),
-            storage.insert_jobs(
-                [
-                    new_job("many", "m0", "{}", now),
-                    new_job("many", "m1", '{"a": 1}', now),
-                    new_job("many", "m2", "{not json", now),
-                ],
-                now,
-            ),
             storage._write_side().submit(two_writes),
+            # Between two unlike writes: runs on its own, not merged with other inserts.
+            storage.insert_jobs([new_job("bad", "two", '{"a": nul}', now)], now),
             queue.enqueue_many([{"job_type": "batch", "target_id": f"b{i}"} for i in range(3)]),
             queue.finish_and_claim([queue.outcome(held_job, None)], worker_id="w", limit=0),
             return_exceptions=True,
@@ -452,9 +448,9 @@ async def test_a_write_rejected_by_the_database_fails_only_its_caller_in_a_group
     good = [*results[0:10], *results[11:21]]
     assert all(isinstance(r, JobId) and r.created for r in good), good
     assert len(set(good)) == 20
-    assert_rejected_by_database(results[10])  # the lone bad insert
-    assert_rejected_by_database(results[21])  # the multi-row insert with one bad row
-    assert_rejected_by_database(results[22])  # the two-statement submission
+    assert_rejected_by_database(results[10])  # a bad insert among good ones
+    assert_rejected_by_database(results[21])  # the two-statement submission
+    assert_rejected_by_database(results[22])  # a bad insert between unlike writes
     batch = results[23]
     assert isinstance(batch, list)
     assert len(batch) == 3
@@ -488,7 +484,7 @@ async def test_a_write_rejected_by_the_database_fails_only_its_caller_in_a_group
 async def test_a_rejected_multi_row_insert_rolls_back_only_its_rows_in_a_group(
     queue: JobQueue, clock: ManualClock, db_path: Path
 ) -> None:
-    """Two enqueue_many-sized inserts share a transaction; the one with a bad row adds none."""
+    """Three enqueue_many-sized inserts share a transaction; the one with a bad row adds none."""
     storage = sqlite_storage(queue)
     now = clock.now()
     held = HeldWriter(storage._write_side())
@@ -519,9 +515,38 @@ async def test_a_rejected_multi_row_insert_rolls_back_only_its_rows_in_a_group(
     assert len(set(ok_first) | set(ok_last)) == 100
     assert count_by_type(db_path) == {"ok": 100}
     # The broken batch's pairs were never taken: enqueueing them now creates them.
-    assert all(r.created for r in await queue.enqueue_many(
-        [{"job_type": "broken", "target_id": f"x{i}"} for i in range(50)]
-    ))
+    assert all(
+        r.created
+        for r in await queue.enqueue_many(
+            [{"job_type": "broken", "target_id": f"x{i}"} for i in range(50)]
+        )
+    )
+
+
+async def test_concurrent_enqueues_of_one_pair_in_a_group_create_one_job(
+    queue: JobQueue, db_path: Path
+) -> None:
+    storage = sqlite_storage(queue)
+    held = HeldWriter(storage._write_side())
+    try:
+        busy = await held.start()
+        group = asyncio.gather(
+            *(queue.enqueue("same", "pair" if i % 2 else f"other{i}") for i in range(40))
+        )
+        await held.wait_for_inbox(40)
+        held.release.set()
+        await busy
+        results = await group
+    finally:
+        held.release.set()
+        held.restore()
+
+    assert held.commits == 2
+    pair = [results[i] for i in range(1, 40, 2)]
+    assert [r.created for r in pair] == [True] + [False] * 19
+    assert len(set(pair)) == 1
+    assert all(results[i].created for i in range(0, 40, 2))
+    assert count_by_type(db_path) == {"same": 21}
 
 
 # -- EXPLAIN QUERY PLAN -------------------------------------------------------------------------
@@ -600,23 +625,48 @@ def test_every_claim_statement_reads_the_ready_index(
     assert not any(line.startswith("SCAN jobs") and "USING" not in line for line in plan)
 
 
+ROWID_LOOKUP = ["SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"]
+
+
+def finish_statements() -> list[tuple[str, str]]:
+    """The statement(s) applying a batch of outcomes: one, or one per rows-per-statement size."""
+    by_size: dict[int, str] | None = getattr(sql, "FINISH_ROWS", None)
+    if by_size is not None:
+        return [(f"FINISH_ROWS[{n}]", statement) for n, statement in by_size.items()]
+    return [("FINISH_JOBS", getattr(sql, "FINISH_JOBS"))]  # noqa: B009 - may not exist
+
+
+HOT_STATEMENTS: list[tuple[str, str, list[str]]] = [
+    *((name, statement, ROWID_LOOKUP) for name, statement in finish_statements()),
+    ("RENEW_LEASES", sql.RENEW_LEASES, ROWID_LOOKUP),
+    (
+        "RECOVER_STALE_JOBS",
+        sql.RECOVER_STALE_JOBS,
+        ["SEARCH jobs USING INDEX jobs_status_type (status=?)"],
+    ),
+    ("CANCEL_JOB", sql.CANCEL_JOB, ROWID_LOOKUP),
+    ("RETRY_JOB", sql.RETRY_JOB, ROWID_LOOKUP),
+    (
+        "DELETE_FINISHED_JOBS",
+        sql.DELETE_FINISHED_JOBS,
+        ["SEARCH jobs USING INDEX jobs_finished (completed_at<?)"],
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("FINISH_JOBS", ["SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"]),
-        ("RENEW_LEASES", ["SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"]),
-        ("RECOVER_STALE_JOBS", ["SEARCH jobs USING INDEX jobs_status_type (status=?)"]),
-        ("CANCEL_JOB", ["SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"]),
-        ("RETRY_JOB", ["SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"]),
-        ("DELETE_FINISHED_JOBS", ["SEARCH jobs USING INDEX jobs_finished (completed_at<?)"]),
-    ],
+    ("statement", "expected"),
+    [pytest.param(statement, expected, id=name) for name, statement, expected in HOT_STATEMENTS],
 )
 def test_the_other_hot_statements_never_scan_jobs(
-    planned_db: Path, name: str, expected: list[str]
+    planned_db: Path, statement: str, expected: list[str]
 ) -> None:
+    # Positional statements get a dummy value per "?"; named ones the shared dict.
+    params: Any = [1] * statement.count("?") if "?" in statement else PLAN_PARAMS
     with closing(sqlite3.connect(planned_db)) as conn:
-        plan = query_plan(conn, getattr(sql, name))
+        plan = query_plan(conn, statement, params)
     assert jobs_access(plan) == expected, plan
+    assert not any(line.startswith("SCAN jobs") for line in plan), plan
 
 
 def test_the_duplicate_lookup_uses_the_active_pair_index(planned_db: Path) -> None:
@@ -642,6 +692,8 @@ ORDER_JOBS = [
     ("g", 3, 0.0),
     ("h", 10, 0.0),
 ]
+
+STRATEGIES: tuple[Strategy, ...] = ("priority", "fifo", "lifo")
 
 # Claimed 3 at t0, 3 at t0 + 29.5 (b not due yet), then everything at t0 + 30 (b due).
 EXPECTED_ORDER: dict[str, list[list[str]]] = {
@@ -692,11 +744,11 @@ async def test_a_delayed_job_is_not_claimed_a_moment_before_its_run_at(
     queue: JobQueue, clock: ManualClock
 ) -> None:
     await queue.enqueue("work", "later", priority=1, delay=10.0)
-    for strategy in ("priority", "fifo", "lifo"):
+    for strategy in STRATEGIES:
         assert await queue.claim("w", limit=5, strategy=strategy) == []
-    clock.advance(9.999)
-    for strategy in ("priority", "fifo", "lifo"):
+    clock.advance(9.5)
+    for strategy in STRATEGIES:
         assert await queue.claim("w", limit=5, strategy=strategy) == []
-    clock.advance(0.001)
+    clock.advance(0.5)
     [job] = await queue.claim("w", limit=5, strategy="lifo")
     assert job.target_id == "later"

@@ -15,6 +15,7 @@ import pytest
 
 from asyncqueue import (
     AsyncQueueError,
+    ConfigurationError,
     JobId,
     JobQueue,
     JobStatus,
@@ -444,3 +445,20 @@ async def test_bad_input_after_good_jobs_leaves_them_alone(queue: JobQueue, db_p
         await queue.enqueue_many([{"job_type": "t", "target_id": "3"}, {"job_type": ""}])
 
     assert db_rows(db_path) == [(1, "t", "1", "pending")]
+
+
+@pytest.mark.parametrize("max_retries", [1_000_001, 2**63])
+async def test_max_retries_beyond_the_limit_is_refused_before_writing(
+    queue: JobQueue, db_path: Path, max_retries: int
+) -> None:
+    with pytest.raises(ValidationError, match="max_retries"):
+        await queue.enqueue("t", "x", max_retries=max_retries)
+    with pytest.raises(ValidationError, match="max_retries"):
+        await queue.enqueue_many([{"job_type": "t", "target_id": "y", "max_retries": max_retries}])
+
+    await assert_nothing_written(queue, db_path)
+
+
+def test_queue_default_max_retries_beyond_the_limit_is_refused(db_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="max_retries"):
+        JobQueue(db_path, max_retries=2**63)

@@ -136,7 +136,8 @@ class SQLiteStorage:
         def insert(conn: sqlite3.Connection) -> list[JobId]:
             return insert_many(conn, batch)
 
-        return await self._write_side().submit(insert, single_statement=True)
+        # Several statements (one per chunk): all of them or none, through a savepoint.
+        return await self._write_side().submit(insert)
 
     async def _insert_one(self, job: NewJob, now: float) -> JobId:
         params = (
@@ -170,7 +171,10 @@ class SQLiteStorage:
         self, finished: Sequence[FinishedJob], claim: ClaimRequest | None, now: float
     ) -> tuple[set[int], list[ClaimedJob]]:
         """Outcomes in one statement, then one claim statement: one submission, one hop."""
-        finish_params = {"finished": _encode_finished(finished), "now": now} if finished else None
+        outcomes = [
+            (f.job_id, f.token, f.status.value, f.run_at, f.error, int(f.counts_retry), now)
+            for f in finished
+        ]
         claim_statement: str | None = None
         claim_params: dict[str, Any] = {}
         if claim is not None and claim.limit > 0:
@@ -178,8 +182,8 @@ class SQLiteStorage:
 
         def exchange(conn: sqlite3.Connection) -> tuple[set[int], list[ClaimedJob]]:
             applied: set[int] = set()
-            if finish_params is not None:
-                applied = {row[0] for row in rows(conn, sql.FINISH_JOBS, finish_params)}
+            if outcomes:
+                applied = apply_outcomes(conn, outcomes)
             claimed: list[ClaimedJob] = []
             if claim_statement is not None:
                 claimed = [
@@ -197,7 +201,7 @@ class SQLiteStorage:
                 ]
             return applied, claimed
 
-        if finish_params is None and claim_statement is None:
+        if not outcomes and claim_statement is None:
             return set(), []
         applied, claimed = await self._write_side().submit(exchange)
         if claim is not None and len(claimed) > 1:
@@ -393,14 +397,16 @@ def insert_many(conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]])
     return ids
 
 
-def _encode_finished(finished: Sequence[FinishedJob]) -> str:
-    return json.dumps(
-        [
-            [f.job_id, f.token, f.status.value, f.run_at, f.error, int(f.counts_retry)]
-            for f in finished
-        ],
-        separators=(",", ":"),
-    )
+def apply_outcomes(conn: sqlite3.Connection, outcomes: Sequence[tuple[Any, ...]]) -> set[int]:
+    """Apply outcome rows a few per statement; return the ids whose lease was still held."""
+    applied: set[int] = set()
+    start = 0
+    for size in sql.FINISH_ROWS_PER_STATEMENT:
+        while len(outcomes) - start >= size:
+            params = [value for outcome in outcomes[start : start + size] for value in outcome]
+            applied.update(row[0] for row in rows(conn, sql.FINISH_ROWS[size], params))
+            start += size
+    return applied
 
 
 def _claim_statement(claim: ClaimRequest) -> tuple[str, dict[str, Any]]:

@@ -163,27 +163,35 @@ CLAIM: dict[tuple[Strategy, bool], str] = {
 
 _LEASE_CLEARED = "lease_token = NULL, lease_expires_at = NULL"
 
-# Every outcome of a batch in one statement, each fenced by its lease token. NOT INDEXED
-# keeps the plan a rowid lookup per outcome rather than a walk over every processing row. A released job
-# (status pending) keeps its previous error and loses its worker; the others record theirs.
-FINISH_JOBS = """
+# Outcomes of a batch, a few per statement, each fenced by its lease token: 7 parameters a
+# row (id, token, status, run_at, error, retried, now). NOT INDEXED keeps the plan a rowid
+# lookup per outcome rather than a walk over every processing row. A released job (status
+# pending) keeps its previous error and loses its worker; the others record theirs.
+_FINISH_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+#: Outcomes per statement; a batch is cut into these sizes, largest first.
+FINISH_ROWS_PER_STATEMENT = (64, 16, 4, 1)
+
+
+def finish_rows_sql(rows: int) -> str:
+    """UPDATE applying ``rows`` outcomes, RETURNING the ids whose lease was still held."""
+    return f"""
 UPDATE jobs NOT INDEXED SET
-    status = done.status,
-    retry_count = retry_count + done.retried,
-    run_at = coalesce(done.run_at, jobs.run_at),
-    error_message = CASE WHEN done.status = 'pending' THEN error_message ELSE done.error END,
-    completed_at = CASE WHEN done.status IN ('completed', 'failed') THEN :now END,
-    active = CASE WHEN done.status IN ('completed', 'failed') THEN NULL ELSE 1 END,
-    worker_id = CASE WHEN done.status = 'pending' THEN NULL ELSE worker_id END,
-    updated_at = :now, lease_token = NULL, lease_expires_at = NULL
-FROM (
-    SELECT value ->> 0 AS id, value ->> 1 AS token, value ->> 2 AS status,
-           value ->> 3 AS run_at, value ->> 4 AS error, value ->> 5 AS retried
-    FROM json_each(:finished)
-) AS done
-WHERE jobs.id = done.id AND jobs.lease_token = done.token AND jobs.status = 'processing'
+    status = done.column3,
+    retry_count = retry_count + done.column6,
+    run_at = coalesce(done.column4, jobs.run_at),
+    error_message = CASE WHEN done.column3 = 'pending' THEN error_message ELSE done.column5 END,
+    completed_at = CASE WHEN done.column3 IN ('completed', 'failed') THEN done.column7 END,
+    active = CASE WHEN done.column3 IN ('completed', 'failed') THEN NULL ELSE 1 END,
+    worker_id = CASE WHEN done.column3 = 'pending' THEN NULL ELSE worker_id END,
+    updated_at = done.column7, lease_token = NULL, lease_expires_at = NULL
+FROM (VALUES {", ".join([_FINISH_ROW] * rows)}) AS done
+WHERE jobs.id = done.column1 AND jobs.lease_token = done.column2
+    AND jobs.status = 'processing'
 RETURNING jobs.id
 """
+
+
+FINISH_ROWS: dict[int, str] = {n: finish_rows_sql(n) for n in FINISH_ROWS_PER_STATEMENT}
 
 RENEW_LEASES = """
 UPDATE jobs NOT INDEXED SET lease_expires_at = :expires_at, updated_at = :now
