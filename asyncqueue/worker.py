@@ -43,8 +43,8 @@ class QueueWorker:
         concurrency: jobs run at once by this worker.
         job_types: claim only these types (strs or str-valued Enum members); None for all.
         poll_interval: seconds between claim attempts while idle. An enqueue through the same
-            ``JobQueue`` object wakes the worker at once; jobs enqueued by other processes,
-            and delayed jobs coming due, are seen within this interval.
+            ``JobQueue`` object, or a commit by another process, wakes the worker at once;
+            delayed jobs and retries coming due are seen within this interval.
         strategy: ``"priority"`` (1 before 10, then oldest first), ``"fifo"`` or ``"lifo"``.
         shutdown_grace_period: seconds running jobs get after ``stop()`` (default 30).
         heartbeat_interval: seconds between heartbeats, lease renewals and stale sweeps
