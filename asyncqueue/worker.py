@@ -384,6 +384,7 @@ class QueueWorker:
 
     async def _call(self, job: ClaimedJob) -> str | None:
         """Run ``process_job``; return None on success, else the error to record."""
+        self._log.debug("job.started", job_id=job.id, job_type=job.job_type)
         try:
             result = await self.process_job(job.job_type, job.target_id, job.metadata)
         except asyncio.CancelledError as exc:

@@ -30,10 +30,9 @@ T = TypeVar("T")
 ThreadFunction = Callable[[sqlite3.Connection], T]
 
 
-#: Page cache per connection, in KiB.
-CACHE_KIB = 64 * 1024
-#: Bytes of the database file each connection maps into memory.
-MMAP_BYTES = 256 * 1024 * 1024
+#: Page cache per connection, in KiB: a large backlog's hot pages stay in memory (a worker's
+#: RSS grows by at most this much while it drains a queue).
+CACHE_KIB = 16 * 1024
 
 #: Most submissions one transaction carries; bounds the latency a huge burst adds to each.
 MAX_GROUP_SIZE = 512
@@ -83,9 +82,7 @@ def _configure(conn: sqlite3.Connection, synchronous: str, query_only: bool) -> 
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA temp_store = MEMORY")
-    # A large backlog's hot pages stay in memory instead of costing a read() each.
     conn.execute(f"PRAGMA cache_size = {-CACHE_KIB}")
-    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     if query_only:
         conn.execute("PRAGMA query_only = ON")
 
