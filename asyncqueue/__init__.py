@@ -20,6 +20,7 @@ from asyncqueue.errors import (
     ValidationTypeError,
     WorkerError,
 )
+from asyncqueue.events import JobEvent, JobEventType
 from asyncqueue.job import (
     ACTIVE_STATUSES,
     READY_STATUSES,
@@ -46,6 +47,8 @@ __all__ = [
     "DatabaseError",
     "DatabaseOpenError",
     "Job",
+    "JobEvent",
+    "JobEventType",
     "JobId",
     "JobQueue",
     "JobStatus",

@@ -39,6 +39,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "synchronous": "QUEUE_SYNCHRONOUS",
     "busy_timeout": "QUEUE_BUSY_TIMEOUT",
     "max_metadata_bytes": "QUEUE_MAX_METADATA_BYTES",
+    "record_history": "QUEUE_RECORD_HISTORY",
 }
 
 
@@ -59,6 +60,7 @@ class QueueSettings:
     busy_retries: int = 3
     read_connections: int = 2
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+    record_history: bool = True
 
     @property
     def lease_seconds(self) -> float:
@@ -119,6 +121,7 @@ def _parse_bool(raw: str) -> bool:
 _ENV_PARSERS: dict[str, Callable[[str], object]] = {
     "path": str,
     "retry_jitter": _parse_bool,
+    "record_history": _parse_bool,
     "max_retries": int,
     "max_metadata_bytes": int,
     "synchronous": str.upper,
@@ -171,8 +174,9 @@ def _validated(s: QueueSettings) -> QueueSettings:
     _integer("busy_retries", s.busy_retries, minimum=1)
     _integer("read_connections", s.read_connections, minimum=1)
     _integer("max_metadata_bytes", s.max_metadata_bytes, minimum=2)
-    if not isinstance(s.retry_jitter, bool):
-        raise ConfigurationError(f"retry_jitter must be a bool, got {s.retry_jitter!r}")
+    for flag in ("retry_jitter", "record_history"):
+        if not isinstance(getattr(s, flag), bool):
+            raise ConfigurationError(f"{flag} must be a bool, got {getattr(s, flag)!r}")
     if s.synchronous not in ("NORMAL", "FULL"):
         raise ConfigurationError(f"synchronous must be 'NORMAL' or 'FULL', got {s.synchronous!r}")
     return s

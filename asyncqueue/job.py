@@ -159,6 +159,7 @@ class ClaimedJob:
     retry_count: int
     max_retries: int
     lease_token: str
+    worker_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from enum import Enum
 from types import TracebackType
@@ -13,6 +14,7 @@ from typing import Any, Self
 from asyncqueue.clock import Clock, SystemClock
 from asyncqueue.config import QueueSettings, resolve_settings
 from asyncqueue.errors import QueueClosedError, ValidationError, ValidationTypeError
+from asyncqueue.events import EventHub, JobEvent
 from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
 from asyncqueue.logs import get_logger
 from asyncqueue.storage.base import (
@@ -57,6 +59,8 @@ class JobQueue:
             ``busy_timeout * busy_retries`` plus at most 0.25 s of backoff per retry (default 3).
         read_connections: size of the read pool (default 2).
         max_metadata_bytes: largest metadata JSON accepted (``QUEUE_MAX_METADATA_BYTES``, 64 KiB).
+        record_history: record every transition in the ``job_events`` table, in the same
+            transaction (``QUEUE_RECORD_HISTORY``, on); see ``get_job_history``.
         clock: time source for every time-dependent decision (default: the system clock).
 
     Raises:
@@ -79,6 +83,7 @@ class JobQueue:
         busy_retries: int | None = None,
         read_connections: int | None = None,
         max_metadata_bytes: int | None = None,
+        record_history: bool | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.settings: QueueSettings = resolve_settings(
@@ -96,10 +101,13 @@ class JobQueue:
                 "busy_retries": busy_retries,
                 "read_connections": read_connections,
                 "max_metadata_bytes": max_metadata_bytes,
+                "record_history": record_history,
             }
         )
         self.clock: Clock = clock if clock is not None else SystemClock()
+        self._events = EventHub()
         self._storage: JobStorage = SQLiteStorage(self.settings)
+        self._storage.on_events = self._events.publish
         self._state = "new"  # new -> open -> closed
         self._open_lock: asyncio.Lock | None = None
         self._enqueue_listeners: set[Callable[[], None]] = set()
@@ -327,6 +335,35 @@ class JobQueue:
         storage = await self._ready()
         return await storage.list_jobs(statuses, type_name, limit)
 
+    # -- history and events ------------------------------------------------------------
+
+    async def get_job_history(self, job_id: int) -> list[JobEvent]:
+        """Every recorded transition of a job, oldest first (empty with history off)."""
+        storage = await self._ready()
+        return [JobEvent.from_row(row) for row in await storage.get_job_history(_job_id(job_id))]
+
+    def subscribe(self, callback: Callable[[JobEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` after each transition this queue object commits.
+
+        Returns a function that unsubscribes. Events of other processes are not seen here
+        (read their history from the database). Callbacks run in the event loop; an
+        exception in one is logged and ignored.
+        """
+        return self._events.subscribe(callback)
+
+    def events(
+        self, max_buffer: int = 10_000
+    ) -> AbstractAsyncContextManager[AsyncIterator[JobEvent]]:
+        """Transitions this queue object commits, as an async iterator::
+
+            async with queue.events() as events:
+                async for event in events:
+                    ...
+
+        At most ``max_buffer`` unread events are kept; more are dropped with a warning.
+        """
+        return self._events.stream(max_buffer)
+
     # -- maintenance -------------------------------------------------------------------
 
     async def recover_stale_jobs(self) -> int:
@@ -408,17 +445,19 @@ class JobQueue:
     def outcome(self, job: ClaimedJob, error: str | None) -> FinishedJob:
         """Decide a held job's next status: completed, retry after backoff, or failed."""
         if error is None:
-            return FinishedJob(job.id, job.lease_token, JobStatus.COMPLETED)
+            return FinishedJob(job.id, job.lease_token, JobStatus.COMPLETED, job_type=job.job_type)
         if job.retry_count < job.max_retries:
-            delay = self.settings.retry_policy.delay_for(job.retry_count)
+            run_at = self.clock.now() + self.settings.retry_policy.delay_for(job.retry_count)
             return FinishedJob(
-                job.id, job.lease_token, JobStatus.RETRY_SCHEDULED, self.clock.now() + delay, error
+                job.id, job.lease_token, JobStatus.RETRY_SCHEDULED, run_at, error, job.job_type
             )
-        return FinishedJob(job.id, job.lease_token, JobStatus.FAILED, None, error)
+        return FinishedJob(job.id, job.lease_token, JobStatus.FAILED, None, error, job.job_type)
 
     def released(self, job: ClaimedJob) -> FinishedJob:
         """The outcome that gives a held job back to pending without counting the attempt."""
-        return FinishedJob(job.id, job.lease_token, JobStatus.PENDING, self.clock.now())
+        return FinishedJob(
+            job.id, job.lease_token, JobStatus.PENDING, self.clock.now(), job_type=job.job_type
+        )
 
     async def finish_and_claim(
         self,
@@ -448,18 +487,18 @@ class JobQueue:
             if limit > 0
             else None
         )
-        applied, claimed = await storage.finish_and_claim(finished, claim, now)
+        applied, claimed = await storage.finish_and_claim(finished, claim, now, worker_id or None)
         if any(f.status is JobStatus.PENDING and f.job_id in applied for f in finished):
             self._notify_enqueued()
         return applied, claimed
 
-    async def _finish_one(self, outcome: FinishedJob) -> bool:
-        applied, _ = await self.finish_and_claim((outcome,), worker_id="", limit=0)
+    async def _finish_one(self, job: ClaimedJob, outcome: FinishedJob) -> bool:
+        applied, _ = await self.finish_and_claim((outcome,), worker_id=job.worker_id or "", limit=0)
         return outcome.job_id in applied
 
     async def complete(self, job: ClaimedJob) -> bool:
         """Record success of a held job. False if its lease was lost (result discarded)."""
-        return await self._finish_one(self.outcome(job, None))
+        return await self._finish_one(job, self.outcome(job, None))
 
     async def fail_attempt(self, job: ClaimedJob, error: str) -> JobStatus | None:
         """Record a failed attempt: retry after backoff while retries remain, else fail.
@@ -468,11 +507,11 @@ class JobQueue:
             The job's new status, or None if the lease was lost (the result is discarded).
         """
         outcome = self.outcome(job, error)
-        return outcome.status if await self._finish_one(outcome) else None
+        return outcome.status if await self._finish_one(job, outcome) else None
 
     async def release(self, job: ClaimedJob) -> bool:
         """Give a held job back to pending without counting the attempt."""
-        return await self._finish_one(self.released(job))
+        return await self._finish_one(job, self.released(job))
 
     async def renew_leases(self, jobs: Iterable[ClaimedJob]) -> set[int]:
         """Extend the leases of held jobs; return the ids still held."""

@@ -42,6 +42,11 @@ class ClaimRequest:
     lease_expires_at: float
 
 
+#: One transition of one job, as recorded in the history and announced to subscribers:
+#: (job_id, event, status after, at, worker_id, job_type, error, run_at).
+EventRow = tuple[int, str, str, float, str | None, str | None, str | None, float | None]
+
+
 @dataclass(frozen=True, slots=True)
 class FinishedJob:
     """The outcome of one held job: its next status and, for a retry, when it runs."""
@@ -51,6 +56,7 @@ class FinishedJob:
     status: JobStatus
     run_at: float | None = None
     error: str | None = None
+    job_type: str | None = None
 
     @property
     def counts_retry(self) -> bool:
@@ -85,6 +91,9 @@ class WorkerRecord:
 class JobStorage(Protocol):
     """What a queue backend provides. All times are UTC epoch seconds."""
 
+    #: Called in the event loop, after each commit, with the transitions it made.
+    on_events: Callable[[list[EventRow]], None] | None
+
     async def open(self) -> None:
         """Connect, create or migrate the schema. Idempotent."""
         ...
@@ -102,7 +111,11 @@ class JobStorage(Protocol):
         ...
 
     async def finish_and_claim(
-        self, finished: Sequence[FinishedJob], claim: ClaimRequest | None, now: float
+        self,
+        finished: Sequence[FinishedJob],
+        claim: ClaimRequest | None,
+        now: float,
+        worker_id: str | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         """Apply outcomes of held jobs, then claim more, in one transaction.
 
@@ -135,6 +148,10 @@ class JobStorage(Protocol):
 
     def watch_changes(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` when another connection may have committed; return a stopper."""
+        ...
+
+    async def get_job_history(self, job_id: int) -> list[EventRow]:
+        """Every recorded transition of one job, oldest first."""
         ...
 
     async def get_job(self, job_id: int) -> Job | None:

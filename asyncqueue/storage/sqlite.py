@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -15,6 +15,7 @@ from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
 from asyncqueue.storage import sqlite_sql as sql
 from asyncqueue.storage.base import (
     ClaimRequest,
+    EventRow,
     FinishedJob,
     Lease,
     RecoveredJob,
@@ -34,6 +35,8 @@ from asyncqueue.storage.sqlite_connection import (
 from asyncqueue.storage.sqlite_watch import ChangeWatcher
 from asyncqueue.validation import NewJob
 
+T = TypeVar("T")
+
 
 class SQLiteStorage:
     """Jobs in one SQLite file: one writer connection (group commit) and a read pool."""
@@ -43,6 +46,9 @@ class SQLiteStorage:
         self._path = settings.path
         self._writer: SQLiteWriter | None = None
         self._reads: ReadPool | None = None
+        self._history = settings.record_history
+        #: Called (in the event loop, after the commit) with the transitions each write made.
+        self.on_events: Callable[[list[EventRow]], None] | None = None
 
     @property
     def path(self) -> str:
@@ -127,17 +133,41 @@ class SQLiteStorage:
 
     # -- writes ------------------------------------------------------------------------
 
+    async def _write(
+        self,
+        fn: Callable[[sqlite3.Connection], tuple[T, list[EventRow]]],
+        *,
+        single_statement: bool = False,
+        merge: Mergeable[tuple[T, list[EventRow]]] | None = None,
+    ) -> T:
+        """Submit a write that also reports its transitions; announce them once committed.
+
+        With history on, a write also inserts its events, so it is no longer one statement.
+        """
+        result, events = await self._write_side().submit(
+            fn, single_statement=single_statement and not self._history, merge=merge
+        )
+        if events and self.on_events is not None:
+            self.on_events(events)
+        return result
+
+    def _record(self, conn: sqlite3.Connection, events: list[EventRow]) -> list[EventRow]:
+        if self._history and events:
+            record_events(conn, events)
+        return events
+
     async def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[JobId]:
         """Insert in one statement; an active duplicate (also within ``jobs``) yields its id."""
         if len(jobs) == 1:
             return [await self._insert_one(jobs[0], now)]
         batch = [(job, now) for job in jobs]
 
-        def insert(conn: sqlite3.Connection) -> list[JobId]:
-            return insert_many(conn, batch)
+        def insert(conn: sqlite3.Connection) -> tuple[list[JobId], list[EventRow]]:
+            ids = insert_many(conn, batch)
+            return ids, self._record(conn, _enqueued_events(batch, ids))
 
         # Several statements (one per chunk): all of them or none, through a savepoint.
-        return await self._write_side().submit(insert)
+        return await self._write(insert)
 
     async def _insert_one(self, job: NewJob, now: float) -> JobId:
         params = (
@@ -152,15 +182,24 @@ class SQLiteStorage:
         )
         key = (job.job_type, job.target_id)
 
-        def insert(conn: sqlite3.Connection) -> JobId:
+        def insert(conn: sqlite3.Connection) -> tuple[JobId, list[EventRow]]:
             row = first(conn, sql.INSERT_JOB, params)
-            if row is not None:
-                return JobId(row[0], True)
-            return JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False)
+            if row is None:
+                return JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False), []
+            job_id = JobId(row[0], True)
+            return job_id, self._record(conn, _enqueued_events([(job, now)], [job_id]))
+
+        def insert_merged(
+            conn: sqlite3.Connection, batch: list[tuple[NewJob, float]]
+        ) -> list[tuple[JobId, list[EventRow]]]:
+            ids = insert_many(conn, batch)
+            events = self._record(conn, _enqueued_events(batch, ids))
+            by_id = {event[0]: [event] for event in events}
+            return [(job_id, by_id.get(job_id, []) if job_id.created else []) for job_id in ids]
 
         # Concurrent single enqueues that share a transaction go in as one statement.
-        merge = Mergeable("insert_job", (job, now), insert_many)
-        return await self._write_side().submit(insert, single_statement=True, merge=merge)
+        merge = Mergeable("insert_job", (job, now), insert_merged)
+        return await self._write(insert, single_statement=True, merge=merge)
 
     async def claim_jobs(self, request: ClaimRequest) -> list[ClaimedJob]:
         """One UPDATE ... RETURNING claims up to ``request.limit`` jobs."""
@@ -168,9 +207,13 @@ class SQLiteStorage:
         return claimed
 
     async def finish_and_claim(
-        self, finished: Sequence[FinishedJob], claim: ClaimRequest | None, now: float
+        self,
+        finished: Sequence[FinishedJob],
+        claim: ClaimRequest | None,
+        now: float,
+        worker_id: str | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
-        """Outcomes in one statement, then one claim statement: one submission, one hop."""
+        """Outcomes a few per statement, then one claim statement: one submission, one hop."""
         outcomes = [
             (f.job_id, f.token, f.status.value, f.run_at, f.error, int(f.counts_retry), now)
             for f in finished
@@ -179,8 +222,11 @@ class SQLiteStorage:
         claim_params: dict[str, Any] = {}
         if claim is not None and claim.limit > 0:
             claim_statement, claim_params = _claim_statement(claim)
+            worker_id = claim.worker_id
 
-        def exchange(conn: sqlite3.Connection) -> tuple[set[int], list[ClaimedJob]]:
+        def exchange(
+            conn: sqlite3.Connection,
+        ) -> tuple[tuple[set[int], list[ClaimedJob]], list[EventRow]]:
             applied: set[int] = set()
             if outcomes:
                 applied = apply_outcomes(conn, outcomes)
@@ -196,14 +242,17 @@ class SQLiteStorage:
                         retry_count=r[5],
                         max_retries=r[6],
                         lease_token=r[7],
+                        worker_id=r[8],
                     )
                     for r in rows(conn, claim_statement, claim_params)
                 ]
-            return applied, claimed
+            events = _finished_events(finished, applied, now, worker_id)
+            events += _claimed_events(claimed, now, worker_id)
+            return (applied, claimed), self._record(conn, events)
 
         if not outcomes and claim_statement is None:
             return set(), []
-        applied, claimed = await self._write_side().submit(exchange)
+        applied, claimed = await self._write(exchange)
         if claim is not None and len(claimed) > 1:
             # RETURNING gives no order guarantee; hand jobs out in the strategy's order.
             if claim.strategy == "priority":
@@ -232,41 +281,63 @@ class SQLiteStorage:
     async def recover_stale_jobs(self, now: float) -> list[RecoveredJob]:
         """Expired leases -> pending (attempt counted) or failed (retries spent)."""
 
-        def recover(conn: sqlite3.Connection) -> list[RecoveredJob]:
-            recovered = rows(conn, sql.RECOVER_STALE_JOBS, {"now": now})
-            return [RecoveredJob(r[0], r[1], r[2], JobStatus(r[3])) for r in recovered]
+        def recover(conn: sqlite3.Connection) -> tuple[list[RecoveredJob], list[EventRow]]:
+            found = rows(conn, sql.RECOVER_STALE_JOBS, {"now": now})
+            events: list[EventRow] = [
+                (r[0], "recovered", r[3], now, r[2], r[1], r[4], None) for r in found
+            ]
+            recovered = [RecoveredJob(r[0], r[1], r[2], JobStatus(r[3])) for r in found]
+            return recovered, self._record(conn, events)
 
-        return await self._write_side().submit(recover, single_statement=True)
+        return await self._write(recover, single_statement=True)
 
     async def cancel_job(self, job_id: int, now: float) -> bool:
         """pending/retry_scheduled -> cancelled."""
 
-        def cancel(conn: sqlite3.Connection) -> bool:
-            return conn.execute(sql.CANCEL_JOB, {"id": job_id, "now": now}).rowcount == 1
+        def cancel(conn: sqlite3.Connection) -> tuple[bool, list[EventRow]]:
+            row = first(conn, sql.CANCEL_JOB, {"id": job_id, "now": now})
+            if row is None:
+                return False, []
+            event: EventRow = (job_id, "cancelled", "cancelled", now, None, row[0], None, None)
+            return True, self._record(conn, [event])
 
-        return await self._write_side().submit(cancel, single_statement=True)
+        return await self._write(cancel, single_statement=True)
 
     async def retry_job(self, job_id: int, now: float) -> bool:
         """failed/cancelled -> pending now, unless an active job holds the same pair."""
 
-        def retry(conn: sqlite3.Connection) -> bool:
+        def retry(conn: sqlite3.Connection) -> tuple[bool, list[EventRow]]:
             row = first(conn, sql.SELECT_RETRYABLE, {"id": job_id})
             if row is None:
-                return False
+                return False, []
             # Inside the writer's IMMEDIATE transaction nobody else can insert in between.
             if first(conn, sql.SELECT_ACTIVE_ID, (row[0], row[1])) is not None:
-                return False
-            return conn.execute(sql.RETRY_JOB, {"id": job_id, "now": now}).rowcount == 1
+                return False, []
+            if first(conn, sql.RETRY_JOB, {"id": job_id, "now": now}) is None:
+                return False, []
+            event: EventRow = (job_id, "retried", "pending", now, None, row[0], None, now)
+            return True, self._record(conn, [event])
 
-        return await self._write_side().submit(retry, single_statement=True)
+        return await self._write(retry, single_statement=True)
 
     async def delete_finished_jobs(self, finished_before: float) -> int:
-        """Delete completed/cancelled jobs finished before ``finished_before``."""
+        """Delete completed/cancelled jobs finished before ``finished_before``, with history."""
+        params = {"before": finished_before}
 
         def delete(conn: sqlite3.Connection) -> int:
-            return conn.execute(sql.DELETE_FINISHED_JOBS, {"before": finished_before}).rowcount
+            # Events first: the subquery finds the jobs about to go.
+            conn.execute(sql.DELETE_EVENTS_OF_FINISHED_JOBS, params)
+            return conn.execute(sql.DELETE_FINISHED_JOBS, params).rowcount
 
-        return await self._write_side().submit(delete, single_statement=True)
+        return await self._write_side().submit(delete)
+
+    async def get_job_history(self, job_id: int) -> list[EventRow]:
+        """Every recorded transition of one job, oldest first."""
+
+        def read(conn: sqlite3.Connection) -> list[EventRow]:
+            return [tuple(row) for row in rows(conn, sql.SELECT_JOB_EVENTS, (job_id,))]
+
+        return await self._read_side().read(read)
 
     async def register_worker(self, worker: WorkerRecord) -> None:
         """Insert or replace the worker's row."""
@@ -395,6 +466,60 @@ def insert_many(conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]])
         else:
             ids.append(JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False))
     return ids
+
+
+def record_events(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
+    """Insert history rows, a few per statement."""
+    start = 0
+    for size in sql.EVENT_ROWS_PER_STATEMENT:
+        while len(events) - start >= size:
+            params = [value for event in events[start : start + size] for value in event]
+            conn.execute(sql.INSERT_EVENTS[size], params)
+            start += size
+
+
+_OUTCOME_EVENTS: dict[JobStatus, str] = {
+    JobStatus.COMPLETED: "completed",
+    JobStatus.RETRY_SCHEDULED: "retry_scheduled",
+    JobStatus.FAILED: "failed",
+    JobStatus.PENDING: "released",
+}
+
+
+def _enqueued_events(batch: Sequence[tuple[NewJob, float]], ids: Sequence[JobId]) -> list[EventRow]:
+    return [
+        (int(job_id), "enqueued", "pending", at, None, job.job_type, None, job.run_at)
+        for (job, at), job_id in zip(batch, ids, strict=True)
+        if job_id.created
+    ]
+
+
+def _finished_events(
+    finished: Sequence[FinishedJob], applied: set[int], now: float, worker_id: str | None
+) -> list[EventRow]:
+    return [
+        (
+            f.job_id,
+            _OUTCOME_EVENTS[f.status],
+            f.status.value,
+            now,
+            worker_id,
+            f.job_type,
+            f.error,
+            f.run_at if f.status is JobStatus.RETRY_SCHEDULED else None,
+        )
+        for f in finished
+        if f.job_id in applied
+    ]
+
+
+def _claimed_events(
+    claimed: Sequence[ClaimedJob], now: float, worker_id: str | None
+) -> list[EventRow]:
+    return [
+        (job.id, "claimed", "processing", now, worker_id, job.job_type, None, None)
+        for job in claimed
+    ]
 
 
 def apply_outcomes(conn: sqlite3.Connection, outcomes: Sequence[tuple[Any, ...]]) -> set[int]:

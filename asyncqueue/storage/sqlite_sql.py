@@ -25,7 +25,7 @@ ALL_STATUSES = _sql_set(*JobStatus)
 APPLICATION_ID = 0x41513031
 
 #: The schema version this library writes; PRAGMA user_version holds the file's.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Migration N takes a database from user_version N-1 to N.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -79,6 +79,27 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             jobs_failed INTEGER NOT NULL DEFAULT 0
         ) WITHOUT ROWID
         """,
+    ),
+    2: (
+        # Job history: one row per transition, written in the transaction that makes it.
+        # No foreign key: cleanup deletes a job's events with the job, and a foreign key
+        # would cost a lookup on every event written.
+        """
+        CREATE TABLE job_events (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            status TEXT NOT NULL,
+            at REAL NOT NULL,
+            worker_id TEXT,
+            job_type TEXT,
+            error TEXT,
+            run_at REAL
+        )
+        """,
+        # History is read per job (and deleted with its job); nothing reads it by time, so
+        # no index on `at`: each event costs one index entry fewer on the hot path.
+        "CREATE INDEX job_events_by_job ON job_events (job_id, id)",
     ),
 }
 
@@ -150,7 +171,8 @@ SET status = 'processing', worker_id = :worker_id,
     lease_token = lower(hex(randomblob(8))), lease_expires_at = :lease_expires_at,
     started_at = :now, updated_at = :now, attempts = attempts + 1
 WHERE id IN ({_claim_candidates(strategy, type_filter)})
-RETURNING id, job_type, target_id, metadata, priority, retry_count, max_retries, lease_token
+RETURNING id, job_type, target_id, metadata, priority, retry_count, max_retries, lease_token,
+    worker_id
 """
 
 
@@ -212,12 +234,13 @@ UPDATE jobs INDEXED BY jobs_status_type SET
         || ' stopped renewing it (crashed, or hung past job_timeout_minutes)',
     run_at = :now, updated_at = :now, {_LEASE_CLEARED}
 WHERE status = 'processing' AND lease_expires_at < :now
-RETURNING id, job_type, worker_id, status
+RETURNING id, job_type, worker_id, status, error_message
 """
 
 CANCEL_JOB = f"""
 UPDATE jobs SET status = 'cancelled', completed_at = :now, updated_at = :now, active = NULL
 WHERE id = :id AND status IN {READY}
+RETURNING job_type
 """
 
 SELECT_RETRYABLE = """
@@ -228,6 +251,7 @@ RETRY_JOB = """
 UPDATE jobs SET status = 'pending', retry_count = 0, run_at = :now, updated_at = :now,
     completed_at = NULL, worker_id = NULL, active = 1
 WHERE id = :id AND status IN ('failed', 'cancelled')
+RETURNING job_type
 """
 
 DELETE_FINISHED_JOBS = f"""
@@ -236,6 +260,33 @@ WHERE status IN {FINISHED_REMOVABLE} AND completed_at < :before
 """
 
 SELECT_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
+
+_EVENT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+#: Events per statement; a batch is cut into these sizes, largest first.
+EVENT_ROWS_PER_STATEMENT = (256, 64, 16, 4, 1)
+
+
+def insert_events_sql(rows: int) -> str:
+    """INSERT of ``rows`` history rows, 8 parameters each."""
+    return f"""
+INSERT INTO job_events (job_id, event, status, at, worker_id, job_type, error, run_at)
+VALUES {", ".join([_EVENT_ROW] * rows)}
+"""
+
+
+INSERT_EVENTS: dict[int, str] = {n: insert_events_sql(n) for n in EVENT_ROWS_PER_STATEMENT}
+
+SELECT_JOB_EVENTS = """
+SELECT job_id, event, status, at, worker_id, job_type, error, run_at
+FROM job_events WHERE job_id = ? ORDER BY id
+"""
+
+DELETE_EVENTS_OF_FINISHED_JOBS = f"""
+DELETE FROM job_events WHERE job_id IN (
+    SELECT id FROM jobs INDEXED BY jobs_finished
+    WHERE status IN {FINISHED_REMOVABLE} AND completed_at < :before
+)
+"""
 
 
 def list_jobs_sql(by_status: bool, by_type: bool) -> str:
