@@ -30,6 +30,7 @@ from asyncqueue.job import (
     JobStatus,
     QueueStats,
 )
+from asyncqueue.metrics import JobTypeMetrics, QueueMetrics
 from asyncqueue.queue import JobQueue
 from asyncqueue.retry import RetryPolicy
 from asyncqueue.worker import QueueWorker
@@ -52,8 +53,10 @@ __all__ = [
     "JobId",
     "JobQueue",
     "JobStatus",
+    "JobTypeMetrics",
     "ManualClock",
     "QueueClosedError",
+    "QueueMetrics",
     "QueueStats",
     "QueueWorker",
     "RetryPolicy",

@@ -59,11 +59,14 @@ class JobEvent:
     job_type: str | None = None
     error: str | None = None
     run_at: datetime | None = None
+    #: How long the attempt ran, on completed/retry_scheduled/failed events announced by the
+    #: worker that ran it (not stored in the history).
+    duration_seconds: float | None = None
 
     @classmethod
     def from_row(cls, row: EventRow) -> JobEvent:
         """Build an event from a storage row (times as epoch seconds)."""
-        job_id, event, status, at, worker_id, job_type, error, run_at = row
+        job_id, event, status, at, worker_id, job_type, error, run_at, duration = row
         return cls(
             job_id=job_id,
             event=JobEventType(event),
@@ -73,6 +76,7 @@ class JobEvent:
             job_type=job_type,
             error=error,
             run_at=_as_datetime(run_at),
+            duration_seconds=duration,
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -86,6 +90,7 @@ class JobEvent:
             "job_type": self.job_type,
             "error": self.error,
             "run_at": None if self.run_at is None else self.run_at.isoformat(),
+            "duration_seconds": self.duration_seconds,
         }
 
 

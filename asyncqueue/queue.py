@@ -13,10 +13,16 @@ from typing import Any, Self
 
 from asyncqueue.clock import Clock, SystemClock
 from asyncqueue.config import QueueSettings, resolve_settings
-from asyncqueue.errors import QueueClosedError, ValidationError, ValidationTypeError
+from asyncqueue.errors import (
+    DatabaseError,
+    QueueClosedError,
+    ValidationError,
+    ValidationTypeError,
+)
 from asyncqueue.events import EventHub, JobEvent
 from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
 from asyncqueue.logs import get_logger
+from asyncqueue.metrics import DEFAULT_WINDOW_SECONDS, QueueMetrics, build_metrics, check_window
 from asyncqueue.storage.base import (
     ClaimRequest,
     FinishedJob,
@@ -26,6 +32,13 @@ from asyncqueue.storage.base import (
     WorkerRecord,
 )
 from asyncqueue.storage.sqlite import SQLiteStorage
+from asyncqueue.storage.sqlite_maintenance import (
+    BackupResult,
+    CheckpointResult,
+    RestoreResult,
+    VacuumResult,
+    WorkerInfo,
+)
 from asyncqueue.validation import (
     DEFAULT_PRIORITY,
     NewJob,
@@ -312,6 +325,17 @@ class JobQueue:
         storage = await self._ready()
         return await storage.queue_stats(self.clock.now())
 
+    async def get_metrics(self, window: float = DEFAULT_WINDOW_SECONDS) -> QueueMetrics:
+        """Throughput, success and failure rates, processing-time percentiles by job type,
+        oldest pending age and depth by type and status, over the last ``window`` seconds.
+
+        Computed from the jobs table, so it works with history off and covers every
+        process using the file. The cost grows with the jobs completed in the window.
+        """
+        seconds = check_window(window)
+        storage = await self._ready()
+        return build_metrics(await storage.read_metrics(self.clock.now(), seconds))
+
     async def get_failed_jobs(self, limit: int = 100) -> list[Job]:
         """Failed (dead-letter) jobs, newest first."""
         return await self.list_jobs(status=JobStatus.FAILED, limit=limit)
@@ -442,16 +466,20 @@ class JobQueue:
         )
         return claimed
 
-    def outcome(self, job: ClaimedJob, error: str | None) -> FinishedJob:
-        """Decide a held job's next status: completed, retry after backoff, or failed."""
-        if error is None:
-            return FinishedJob(job.id, job.lease_token, JobStatus.COMPLETED, job_type=job.job_type)
-        if job.retry_count < job.max_retries:
-            run_at = self.clock.now() + self.settings.retry_policy.delay_for(job.retry_count)
-            return FinishedJob(
-                job.id, job.lease_token, JobStatus.RETRY_SCHEDULED, run_at, error, job.job_type
-            )
-        return FinishedJob(job.id, job.lease_token, JobStatus.FAILED, None, error, job.job_type)
+    def outcome(
+        self, job: ClaimedJob, error: str | None, duration: float | None = None
+    ) -> FinishedJob:
+        """Decide a held job's next status: completed, retry after backoff, or failed.
+
+        ``duration`` (seconds the attempt ran) is only passed on to event subscribers.
+        """
+        status, run_at = JobStatus.COMPLETED, None
+        if error is not None:
+            status = JobStatus.FAILED
+            if job.retry_count < job.max_retries:
+                status = JobStatus.RETRY_SCHEDULED
+                run_at = self.clock.now() + self.settings.retry_policy.delay_for(job.retry_count)
+        return FinishedJob(job.id, job.lease_token, status, run_at, error, job.job_type, duration)
 
     def released(self, job: ClaimedJob) -> FinishedJob:
         """The outcome that gives a held job back to pending without counting the attempt."""
@@ -530,6 +558,145 @@ class JobQueue:
         """Delete a worker's row (on its clean stop)."""
         storage = await self._ready()
         await storage.unregister_worker(worker_id)
+
+    # -- database maintenance (CLI) ---------------------------------------------------
+    #
+    # Integrity check, checkpoint, vacuum, analyze, backup and restore run on a connection
+    # of their own (never the writer), and need no open queue: they work on the file.
+
+    def _maintained(self) -> SQLiteStorage:
+        if self._state == "closed":
+            raise QueueClosedError(f"the queue at {self.path} is closed")
+        # JobQueue builds only SQLiteStorage; another backend adds these verbs to JobStorage.
+        assert isinstance(self._storage, SQLiteStorage)
+        return self._storage
+
+    async def check_integrity(self) -> list[str]:
+        """Run SQLite's ``PRAGMA integrity_check`` and check the file is an asyncqueue one.
+
+        Returns:
+            The problems found, one line each; an empty list when the database is sound.
+
+        Raises:
+            DatabaseOpenError: there is no database file at the queue's path.
+        """
+        return await self._maintained().integrity_problems()
+
+    async def checkpoint(self) -> CheckpointResult:
+        """Copy the write-ahead log into the database file and truncate it.
+
+        Waits up to ``busy_timeout`` for other connections; ``busy`` in the result says the
+        checkpoint could not finish because one kept reading or writing.
+
+        Raises:
+            DatabaseOpenError: no asyncqueue database at the queue's path.
+        """
+        return await self._maintained().checkpoint()
+
+    async def vacuum(self) -> VacuumResult:
+        """Rebuild the database file without its free pages (``VACUUM``).
+
+        It holds the write lock while it runs: workers' writes wait meanwhile, so run it
+        when the queue is quiet.
+
+        Raises:
+            DatabaseOpenError: no asyncqueue database at the queue's path.
+            DatabaseBusyError: another connection kept the write lock past ``busy_timeout``.
+        """
+        result = await self._maintained().vacuum()
+        self._log.info("queue.vacuumed", before=result.bytes_before, after=result.bytes_after)
+        return result
+
+    async def analyze(self) -> None:
+        """Refresh the query planner's statistics (``ANALYZE``).
+
+        Raises:
+            DatabaseOpenError: no asyncqueue database at the queue's path.
+        """
+        await self._maintained().analyze()
+
+    async def backup(
+        self, destination: str | os.PathLike[str], *, overwrite: bool = False
+    ) -> BackupResult:
+        """Write a consistent copy of the live database to ``destination``.
+
+        Uses SQLite's online backup API from a connection of its own: the copy is the
+        state of one moment, taken while workers keep committing, and holds every job
+        committed before the call. The result is a self-contained SQLite file.
+
+        Raises:
+            DatabaseError: ``destination`` exists (without ``overwrite=True``), is the
+                queue's own file, or cannot be written.
+            DatabaseOpenError: no asyncqueue database at the queue's path.
+        """
+        result = await self._maintained().backup(os.fspath(destination), overwrite=overwrite)
+        self._log.info("queue.backed_up", destination=result.path, bytes=result.bytes)
+        return result
+
+    async def restore(
+        self, source: str | os.PathLike[str], *, force: bool = False
+    ) -> RestoreResult:
+        """Replace the queue's content with a backup's, taken by :meth:`backup`.
+
+        The backup must pass ``PRAGMA integrity_check`` and be an asyncqueue database. It is
+        written into the live file through SQLite's backup API (never a file copy under a
+        live WAL), so other processes see the old content or the new one. An older schema
+        is migrated the next time a queue opens the file.
+
+        Args:
+            source: the backup file.
+            force: restore even while workers are active. Their running jobs and leases
+                vanish with the old content; restart them afterwards.
+
+        Raises:
+            DatabaseError: workers are active (without ``force``), or the backup is
+                missing, damaged, not an asyncqueue database, or the queue's own file.
+        """
+        storage = self._maintained()
+        active = (await self.get_queue_stats()).active_workers
+        if active and not force:
+            raise DatabaseError(
+                f"refusing to restore while {active} worker(s) are active on the queue; "
+                "stop them first, or force the restore",
+                self.path,
+            )
+        result = await storage.restore(os.fspath(source))
+        self._log.info("queue.restored", source=result.source, jobs=result.jobs, forced=force)
+        return result
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker, alive or not, oldest first.
+
+        A worker is alive while its last heartbeat is younger than three heartbeat
+        intervals; rows of dead workers stay until a live worker prunes them.
+        """
+        await self._ready()
+        return await self._maintained().list_workers(self.clock.now())
+
+    async def count_jobs_by_type(self) -> dict[str, dict[str, int]]:
+        """Job counts by job type, then by status (statuses without jobs left out)."""
+        await self._ready()
+        return await self._maintained().counts_by_type()
+
+    async def retry_failed_jobs(self, job_type: str | Enum | None = None) -> tuple[int, int]:
+        """Move every failed job (of ``job_type`` only, if given) back to pending.
+
+        Each job is retried as by :meth:`retry_job`; a job whose ``(job_type, target_id)``
+        an active job holds stays failed.
+
+        Returns:
+            ``(retried, skipped)``: how many jobs went back to pending, how many stayed.
+        """
+        type_name = None if job_type is None else job_type_name(job_type)
+        await self._ready()
+        ids = await self._maintained().failed_job_ids(type_name)
+        retried = 0
+        batch = 256  # retries in flight at once: they share the writer's group commits
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            outcomes = await asyncio.gather(*(self.retry_job(job_id) for job_id in chunk))
+            retried += sum(outcomes)
+        return retried, len(ids) - retried
 
 
 def _job_id(job_id: object) -> int:

@@ -356,8 +356,9 @@ class QueueWorker:
                 # On cancellation the job keeps its lease and no outcome: it is released.
                 self._running -= 1
                 self._wakeup.set()
-            self._note_duration(time.perf_counter() - started)
-            self._outcomes.append((job, self.queue.outcome(job, error)))
+            duration = time.perf_counter() - started
+            self._note_duration(duration)
+            self._outcomes.append((job, self.queue.outcome(job, error, duration)))
 
     def _note_duration(self, seconds: float) -> None:
         average = self._average_job_seconds

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
+from asyncqueue.metrics import MetricsRows
 from asyncqueue.validation import NewJob
 
 Strategy = Literal["priority", "fifo", "lifo"]
@@ -43,8 +44,11 @@ class ClaimRequest:
 
 
 #: One transition of one job, as recorded in the history and announced to subscribers:
-#: (job_id, event, status after, at, worker_id, job_type, error, run_at).
-EventRow = tuple[int, str, str, float, str | None, str | None, str | None, float | None]
+#: (job_id, event, status after, at, worker_id, job_type, error, run_at, duration_seconds).
+#: The duration of the attempt, when the worker measured it, is announced but not stored.
+EventRow = tuple[
+    int, str, str, float, str | None, str | None, str | None, float | None, float | None
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,7 @@ class FinishedJob:
     run_at: float | None = None
     error: str | None = None
     job_type: str | None = None
+    duration: float | None = None
 
     @property
     def counts_retry(self) -> bool:
@@ -152,6 +157,10 @@ class JobStorage(Protocol):
 
     async def get_job_history(self, job_id: int) -> list[EventRow]:
         """Every recorded transition of one job, oldest first."""
+        ...
+
+    async def read_metrics(self, now: float, window: float) -> MetricsRows:
+        """The raw figures ``get_metrics`` is built from, read in one snapshot."""
         ...
 
     async def get_job(self, job_id: int) -> Job | None:

@@ -12,6 +12,8 @@ import aiosqlite
 from asyncqueue.config import QueueSettings
 from asyncqueue.errors import DatabaseOpenError, QueueClosedError, SchemaVersionError
 from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
+from asyncqueue.metrics import MetricsRows
+from asyncqueue.storage import sqlite_maintenance as maintenance
 from asyncqueue.storage import sqlite_sql as sql
 from asyncqueue.storage.base import (
     ClaimRequest,
@@ -32,6 +34,7 @@ from asyncqueue.storage.sqlite_connection import (
     rows,
     run_in_thread,
 )
+from asyncqueue.storage.sqlite_metrics import read_metrics_rows
 from asyncqueue.storage.sqlite_watch import ChangeWatcher
 from asyncqueue.validation import NewJob
 
@@ -284,7 +287,7 @@ class SQLiteStorage:
         def recover(conn: sqlite3.Connection) -> tuple[list[RecoveredJob], list[EventRow]]:
             found = rows(conn, sql.RECOVER_STALE_JOBS, {"now": now})
             events: list[EventRow] = [
-                (r[0], "recovered", r[3], now, r[2], r[1], r[4], None) for r in found
+                (r[0], "recovered", r[3], now, r[2], r[1], r[4], None, None) for r in found
             ]
             recovered = [RecoveredJob(r[0], r[1], r[2], JobStatus(r[3])) for r in found]
             return recovered, self._record(conn, events)
@@ -298,7 +301,17 @@ class SQLiteStorage:
             row = first(conn, sql.CANCEL_JOB, {"id": job_id, "now": now})
             if row is None:
                 return False, []
-            event: EventRow = (job_id, "cancelled", "cancelled", now, None, row[0], None, None)
+            event: EventRow = (
+                job_id,
+                "cancelled",
+                "cancelled",
+                now,
+                None,
+                row[0],
+                None,
+                None,
+                None,
+            )
             return True, self._record(conn, [event])
 
         return await self._write(cancel, single_statement=True)
@@ -315,7 +328,7 @@ class SQLiteStorage:
                 return False, []
             if first(conn, sql.RETRY_JOB, {"id": job_id, "now": now}) is None:
                 return False, []
-            event: EventRow = (job_id, "retried", "pending", now, None, row[0], None, now)
+            event: EventRow = (job_id, "retried", "pending", now, None, row[0], None, now, None)
             return True, self._record(conn, [event])
 
         return await self._write(retry, single_statement=True)
@@ -331,11 +344,19 @@ class SQLiteStorage:
 
         return await self._write_side().submit(delete)
 
+    async def read_metrics(self, now: float, window: float) -> MetricsRows:
+        """The raw figures of ``get_metrics``, read in one snapshot."""
+
+        def read(conn: sqlite3.Connection) -> MetricsRows:
+            return read_metrics_rows(conn, now, window)
+
+        return await self._read_side().read(read)
+
     async def get_job_history(self, job_id: int) -> list[EventRow]:
         """Every recorded transition of one job, oldest first."""
 
         def read(conn: sqlite3.Connection) -> list[EventRow]:
-            return [tuple(row) for row in rows(conn, sql.SELECT_JOB_EVENTS, (job_id,))]
+            return [(*row, None) for row in rows(conn, sql.SELECT_JOB_EVENTS, (job_id,))]
 
         return await self._read_side().read(read)
 
@@ -435,6 +456,48 @@ class SQLiteStorage:
 
         return await self._read_side().read(read)
 
+    # -- maintenance: thin delegations to sqlite_maintenance -----------------------------
+
+    async def integrity_problems(self) -> list[str]:
+        """Problems ``PRAGMA integrity_check`` and the ownership check find ([] if none)."""
+        return await maintenance.integrity_problems(self._path, self._settings.busy_timeout)
+
+    async def checkpoint(self) -> maintenance.CheckpointResult:
+        """``PRAGMA wal_checkpoint(TRUNCATE)`` on a connection of its own."""
+        return await maintenance.checkpoint(self._path, self._settings.busy_timeout)
+
+    async def vacuum(self) -> maintenance.VacuumResult:
+        """``VACUUM`` on a connection of its own, then a checkpoint."""
+        return await maintenance.vacuum(self._path, self._settings.busy_timeout)
+
+    async def analyze(self) -> None:
+        """``ANALYZE`` on a connection of its own."""
+        await maintenance.analyze(self._path, self._settings.busy_timeout)
+
+    async def backup(self, destination: str, *, overwrite: bool) -> maintenance.BackupResult:
+        """An online backup to ``destination`` (see ``sqlite_maintenance.backup``)."""
+        return await maintenance.backup(
+            self._path, destination, overwrite=overwrite, busy_timeout=self._settings.busy_timeout
+        )
+
+    async def restore(self, source: str) -> maintenance.RestoreResult:
+        """Replace the content with a backup's (see ``sqlite_maintenance.restore``)."""
+        return await maintenance.restore(
+            self._path, source, busy_timeout=self._settings.busy_timeout
+        )
+
+    async def list_workers(self, now: float) -> list[maintenance.WorkerInfo]:
+        """Every row of the workers table, with whether it is alive at ``now``."""
+        return await self._read_side().read(maintenance.workers_reader(now))
+
+    async def counts_by_type(self) -> dict[str, dict[str, int]]:
+        """Job counts by job type, then by status."""
+        return await self._read_side().read(maintenance.read_counts_by_type)
+
+    async def failed_job_ids(self, job_type: str | None) -> list[int]:
+        """Ids of every failed job (of ``job_type`` only, if given), oldest first."""
+        return await self._read_side().read(maintenance.failed_ids_reader(job_type))
+
 
 def insert_many(conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]]) -> list[JobId]:
     """Insert ``(job, enqueued_at)`` pairs; return ids in order, duplicates found."""
@@ -473,7 +536,7 @@ def record_events(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
     start = 0
     for size in sql.EVENT_ROWS_PER_STATEMENT:
         while len(events) - start >= size:
-            params = [value for event in events[start : start + size] for value in event]
+            params = [value for event in events[start : start + size] for value in event[:8]]
             conn.execute(sql.INSERT_EVENTS[size], params)
             start += size
 
@@ -488,7 +551,7 @@ _OUTCOME_EVENTS: dict[JobStatus, str] = {
 
 def _enqueued_events(batch: Sequence[tuple[NewJob, float]], ids: Sequence[JobId]) -> list[EventRow]:
     return [
-        (int(job_id), "enqueued", "pending", at, None, job.job_type, None, job.run_at)
+        (int(job_id), "enqueued", "pending", at, None, job.job_type, None, job.run_at, None)
         for (job, at), job_id in zip(batch, ids, strict=True)
         if job_id.created
     ]
@@ -507,6 +570,7 @@ def _finished_events(
             f.job_type,
             f.error,
             f.run_at if f.status is JobStatus.RETRY_SCHEDULED else None,
+            f.duration,
         )
         for f in finished
         if f.job_id in applied
@@ -517,7 +581,7 @@ def _claimed_events(
     claimed: Sequence[ClaimedJob], now: float, worker_id: str | None
 ) -> list[EventRow]:
     return [
-        (job.id, "claimed", "processing", now, worker_id, job.job_type, None, None)
+        (job.id, "claimed", "processing", now, worker_id, job.job_type, None, None, None)
         for job in claimed
     ]
 

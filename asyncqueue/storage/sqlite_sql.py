@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from asyncqueue.job import JobStatus
 from asyncqueue.storage.base import WORKER_LIVENESS_MULTIPLE, Strategy
+from asyncqueue.storage.sqlite_views import VIEWS
 
 
 def _sql_set(*statuses: JobStatus) -> str:
@@ -100,6 +101,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # History is read per job (and deleted with its job); nothing reads it by time, so
         # no index on `at`: each event costs one index entry fewer on the hot path.
         "CREATE INDEX job_events_by_job ON job_events (job_id, id)",
+        # Views for dashboards and the sqlite3 shell.
+        *VIEWS,
     ),
 }
 
