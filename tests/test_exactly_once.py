@@ -7,10 +7,8 @@ whoever ran it (a list here, a file over there); the union must hold every job e
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -18,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import process_log, spawn_worker
 
 from asyncqueue import JobQueue, JobStatus, QueueWorker
 
 N_JOBS = 2000
-WORKER_SCRIPT = Path(__file__).with_name("worker_process.py")
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 60.0
 
 
@@ -38,23 +35,6 @@ class Recording(QueueWorker):
         self.first.set()
         await asyncio.sleep(0)  # let the other jobs of this worker interleave
         return True
-
-
-def spawn_worker(db: Path, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    with open(tmp_path / "worker_process.log", "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER_SCRIPT), str(db), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-
-
-def process_log(tmp_path: Path) -> str:
-    path = tmp_path / "worker_process.log"
-    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
 async def wait_until(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import WatchedClock
 
 from asyncqueue import Job, JobQueue, JobStatus, ManualClock, QueueWorker
 
@@ -23,38 +24,6 @@ LEASE = 15.0
 #: The worker's default heartbeat (and lease renewal) interval: a third of the lease.
 HEARTBEAT = LEASE / 3
 DEADLINE = 10.0
-
-
-class WatchedClock(ManualClock):
-    """A ManualClock that also lets a test wait until some task sleeps on it.
-
-    ``wait_for_sleeper(s)`` returns once a task is asleep for ``s`` seconds with its deadline
-    still ahead: e.g. the worker's maintenance loop has finished its round and waits for the
-    next heartbeat.
-    """
-
-    def __init__(self, start: float | None = None) -> None:
-        super().__init__(start)
-        self._sleeps: list[tuple[float, float]] = []
-        self._changed = asyncio.Event()
-
-    async def sleep(self, seconds: float) -> None:
-        entry = (float(seconds), self.now() + seconds)
-        self._sleeps.append(entry)
-        self._changed.set()
-        try:
-            await super().sleep(seconds)
-        finally:
-            self._sleeps.remove(entry)
-
-    def is_sleeping(self, seconds: float) -> bool:
-        return any(s == seconds and end > self.now() for s, end in self._sleeps)
-
-    async def wait_for_sleeper(self, seconds: float) -> None:
-        async with asyncio.timeout(DEADLINE):
-            while not self.is_sleeping(seconds):
-                self._changed.clear()
-                await self._changed.wait()
 
 
 START = 1_800_000_000.0

@@ -317,9 +317,10 @@ def begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:
     """Take the write lock, waiting up to ``busy_timeout`` seconds for another process.
 
     SQLite's own busy handler sleeps at least a millisecond between tries, several times a
-    write transaction here; polling from 50 microseconds up keeps two processes sharing the
-    file from idling while the lock is free. The writer connection therefore runs with
-    SQLite's busy_timeout at 0.
+    write transaction here; polling every 50 to 500 microseconds keeps two processes sharing
+    the file from idling while the lock is free (measured: two worker processes went from
+    0.8x to 1.0x one with the cap lowered from 2 ms to 0.5 ms). The writer connection
+    therefore runs with SQLite's busy_timeout at 0.
     """
     delay = 0.00005
     deadline: float | None = None
@@ -336,7 +337,7 @@ def begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:
             elif now >= deadline:
                 raise
             time.sleep(delay)
-            delay = min(delay * 2, 0.002)
+            delay = min(delay * 2, 0.0005)
 
 
 def apply_group(

@@ -1,0 +1,65 @@
+"""Helpers shared by the worker tests: a watchable manual clock and worker subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from asyncqueue import ManualClock
+
+WORKER_SCRIPT = Path(__file__).with_name("worker_process.py")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Real seconds a test waits for something that should happen at once.
+DEADLINE = 10.0
+
+
+class WatchedClock(ManualClock):
+    """A ManualClock that also lets a test wait until some task sleeps on it.
+
+    ``wait_for_sleeper(s)`` returns once a task is asleep for ``s`` seconds with its deadline
+    still ahead: the worker has reached that timer (grace period, poll, heartbeat) and
+    advancing the clock will wake it.
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        super().__init__(start)
+        self._sleeps: list[tuple[float, float]] = []
+        self._changed = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        entry = (float(seconds), self.now() + seconds)
+        self._sleeps.append(entry)
+        self._changed.set()
+        try:
+            await super().sleep(seconds)
+        finally:
+            self._sleeps.remove(entry)
+
+    def is_sleeping(self, seconds: float) -> bool:
+        return any(s == seconds and end > self.now() for s, end in self._sleeps)
+
+    async def wait_for_sleeper(self, seconds: float) -> None:
+        async with asyncio.timeout(DEADLINE):
+            while not self.is_sleeping(seconds):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def spawn_worker(db: Path, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    with open(tmp_path / "worker_process.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER_SCRIPT), str(db), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def process_log(tmp_path: Path) -> str:
+    path = tmp_path / "worker_process.log"
+    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
