@@ -6,9 +6,14 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
-from asyncqueue import ManualClock
+import pytest
+
+from asyncqueue import Job, JobQueue, JobStatus, ManualClock, QueueWorker
 
 WORKER_SCRIPT = Path(__file__).with_name("worker_process.py")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,3 +68,52 @@ def spawn_worker(db: Path, tmp_path: Path, *args: str) -> subprocess.Popen[bytes
 def process_log(tmp_path: Path) -> str:
     path = tmp_path / "worker_process.log"
     return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+class Recording(QueueWorker):
+    """Completes every job and records the target ids it ran, in order."""
+
+    def __init__(self, queue: JobQueue, **kwargs: Any) -> None:
+        super().__init__(queue, **kwargs)
+        self.ran: list[str] = []
+
+    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+        self.ran.append(target_id)
+        return True
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]],
+    what: str,
+    timeout: float = DEADLINE,
+    *,
+    interval: float = 0.005,
+    detail: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` real seconds.
+
+    ``detail`` adds context to the failure (e.g. a subprocess's log).
+    """
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            extra = f"\n{detail()}" if detail is not None else ""
+            pytest.fail(f"timed out waiting for {what}{extra}")
+        await asyncio.sleep(interval)
+
+
+async def job_of(queue: JobQueue, job_id: int) -> Job:
+    """The job, which must exist."""
+    job = await queue.get_job(job_id)
+    assert job is not None
+    return job
+
+
+async def wait_for_status(queue: JobQueue, job_id: int, status: JobStatus) -> Job:
+    """Wait until the job reaches ``status``; return it."""
+
+    async def reached() -> bool:
+        return (await job_of(queue, job_id)).status is status
+
+    await wait_until(reached, f"job {job_id} to be {status.value}")
+    return await job_of(queue, job_id)

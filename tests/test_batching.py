@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import Recording
 
-from asyncqueue import JobQueue, JobStatus, ManualClock, QueueWorker
+from asyncqueue import JobQueue, JobStatus, ManualClock
 from asyncqueue.errors import AsyncQueueError, DatabaseError
 from asyncqueue.job import ClaimedJob, JobId
 from asyncqueue.storage import sqlite_sql as sql
@@ -263,16 +264,6 @@ async def main(path):
 
 asyncio.run(main(sys.argv[1]))
 """
-
-
-class Recording(QueueWorker):
-    def __init__(self, queue: JobQueue, **kwargs: Any) -> None:
-        super().__init__(queue, **kwargs)
-        self.ran: list[str] = []
-
-    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
-        self.ran.append(target_id)
-        return True
 
 
 async def test_a_crash_between_claim_and_batched_completion_loses_nothing(db_path: Path) -> None:

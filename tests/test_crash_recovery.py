@@ -12,29 +12,15 @@ import asyncio
 import os
 import signal
 import sqlite3
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
-from support import process_log, spawn_worker
+from support import Recording, process_log, spawn_worker, wait_until
 
-from asyncqueue import JobQueue, JobStatus, QueueWorker
+from asyncqueue import JobQueue, JobStatus
 
 TIMEOUT_MINUTES = 0.03
 DEADLINE = 30.0
-
-
-class Recording(QueueWorker):
-    def __init__(self, queue: JobQueue, **kwargs: Any) -> None:
-        super().__init__(queue, **kwargs)
-        self.ran: list[str] = []
-
-    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
-        self.ran.append(target_id)
-        return True
 
 
 def worker_ids(db: Path) -> set[str]:
@@ -42,14 +28,6 @@ def worker_ids(db: Path) -> set[str]:
         ids = {row[0] for row in conn.execute("SELECT id FROM workers")}
     conn.close()
     return ids
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, tmp_path: Path) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}\n{process_log(tmp_path)}")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_job_of_a_killed_worker_is_recovered_and_completed_exactly_once(
@@ -95,7 +73,13 @@ async def test_a_job_of_a_killed_worker_is_recovered_and_completed_exactly_once(
                 assert proc.poll() is None, process_log(tmp_path)
                 return all((markers / f"{t}.started").exists() for t in blockers)
 
-            await wait_until(blockers_started, "both blockers to start", tmp_path)
+            await wait_until(
+                blockers_started,
+                "both blockers to start",
+                DEADLINE,
+                interval=0.02,
+                detail=lambda: process_log(tmp_path),
+            )
             os.kill(proc.pid, signal.SIGKILL)
             assert await asyncio.to_thread(proc.wait, DEADLINE) == -signal.SIGKILL
         finally:
@@ -118,12 +102,24 @@ async def test_a_job_of_a_killed_worker_is_recovered_and_completed_exactly_once(
                 stats = await queue.get_queue_stats()
                 return stats.completed_jobs == len(ids)
 
-            await wait_until(all_completed, "every job to complete", tmp_path)
+            await wait_until(
+                all_completed,
+                "every job to complete",
+                DEADLINE,
+                interval=0.02,
+                detail=lambda: process_log(tmp_path),
+            )
 
             async def dead_worker_pruned() -> bool:
                 return worker_ids(db) == {"rescuer"}
 
-            await wait_until(dead_worker_pruned, "the dead worker's row to be pruned", tmp_path)
+            await wait_until(
+                dead_worker_pruned,
+                "the dead worker's row to be pruned",
+                DEADLINE,
+                interval=0.02,
+                detail=lambda: process_log(tmp_path),
+            )
             assert (await queue.get_queue_stats()).active_workers == 1
         finally:
             async with asyncio.timeout(DEADLINE):

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from support import process_log, spawn_worker
+from support import process_log, spawn_worker, wait_until
 
 from asyncqueue import JobQueue, JobStatus, QueueWorker
 
@@ -35,19 +31,6 @@ class Recording(QueueWorker):
         self.first.set()
         await asyncio.sleep(0)  # let the other jobs of this worker interleave
         return True
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]],
-    what: str,
-    proc: subprocess.Popen[bytes],
-    tmp_path: Path,
-) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}\n{process_log(tmp_path)}")
-        await asyncio.sleep(0.02)
 
 
 async def test_every_job_is_processed_exactly_once_by_four_workers_in_two_processes(
@@ -91,13 +74,25 @@ async def test_every_job_is_processed_exactly_once_by_four_workers_in_two_proces
 
             # The other process holds jobs of its own before the workers here start, and
             # they all hold some before it may finish any: all four take part.
-            await wait_until(process_ready, "the other process to claim jobs", proc, tmp_path)
+            await wait_until(
+                process_ready,
+                "the other process to claim jobs",
+                DEADLINE,
+                interval=0.02,
+                detail=lambda: process_log(tmp_path),
+            )
             tasks = [asyncio.create_task(w.start()) for w in workers]
 
             async def all_started() -> bool:
                 return all(w.first.is_set() for w in workers)
 
-            await wait_until(all_started, "every worker here to run a job", proc, tmp_path)
+            await wait_until(
+                all_started,
+                "every worker here to run a job",
+                DEADLINE,
+                interval=0.02,
+                detail=lambda: process_log(tmp_path),
+            )
             gate.touch()
 
             async def all_completed() -> bool:
@@ -105,7 +100,13 @@ async def test_every_job_is_processed_exactly_once_by_four_workers_in_two_proces
                 stats = await queue.get_queue_stats()
                 return stats.completed_jobs == N_JOBS
 
-            await wait_until(all_completed, f"{N_JOBS} completed jobs", proc, tmp_path)
+            await wait_until(
+                all_completed,
+                f"{N_JOBS} completed jobs",
+                DEADLINE,
+                interval=0.02,
+                detail=lambda: process_log(tmp_path),
+            )
             async with asyncio.timeout(DEADLINE):
                 await asyncio.gather(*(w.stop() for w in workers))
                 await asyncio.gather(*tasks)

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import WatchedClock
+from support import WatchedClock, job_of, wait_for_status
 
-from asyncqueue import Job, JobQueue, JobStatus, ManualClock, QueueWorker
+from asyncqueue import JobQueue, JobStatus, ManualClock, QueueWorker
 
 #: job_timeout_minutes of every queue here, and the lease it gives in seconds.
 TIMEOUT_MINUTES = 0.25
@@ -58,28 +57,6 @@ class Gated(QueueWorker):
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
-
-
-async def job_of(queue: JobQueue, job_id: int) -> Job:
-    job = await queue.get_job(job_id)
-    assert job is not None
-    return job
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
-async def wait_for_status(queue: JobQueue, job_id: int, status: JobStatus) -> Job:
-    async def reached() -> bool:
-        return (await job_of(queue, job_id)).status is status
-
-    await wait_until(reached, f"job {job_id} to be {status.value}")
-    return await job_of(queue, job_id)
 
 
 async def wait_for_event(event: asyncio.Event) -> None:

@@ -12,18 +12,15 @@ import contextlib
 import os
 import socket
 import sqlite3
-import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import WatchedClock
+from support import WatchedClock, job_of, wait_for_status, wait_until
 
 from asyncqueue import (
     ConfigurationError,
-    Job,
     JobQueue,
     JobStatus,
     ManualClock,
@@ -114,31 +111,6 @@ class Barrier(QueueWorker):
         finally:
             self.running -= 1
         return True
-
-
-async def job_of(queue: JobQueue, job_id: int) -> Job:
-    job = await queue.get_job(job_id)
-    assert job is not None
-    return job
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = DEADLINE
-) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` real seconds."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
-async def wait_for_status(queue: JobQueue, job_id: int, status: JobStatus) -> Job:
-    async def reached() -> bool:
-        return (await job_of(queue, job_id)).status is status
-
-    await wait_until(reached, f"job {job_id} to be {status.value}")
-    return await job_of(queue, job_id)
 
 
 async def settle(queue: JobQueue) -> None:

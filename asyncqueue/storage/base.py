@@ -111,10 +111,6 @@ class JobStorage(Protocol):
         """Insert jobs in one transaction; an active duplicate yields its id, uncreated."""
         ...
 
-    async def claim_jobs(self, request: ClaimRequest) -> list[ClaimedJob]:
-        """Atomically move due jobs to processing under fresh lease tokens."""
-        ...
-
     async def finish_and_claim(
         self,
         finished: Sequence[FinishedJob],
@@ -175,10 +171,6 @@ class JobStorage(Protocol):
 
     async def queue_stats(self, now: float) -> QueueStats:
         """Count jobs by status, and workers alive at ``now`` (see ``WORKER_LIVENESS_MULTIPLE``)."""
-        ...
-
-    async def register_worker(self, worker: WorkerRecord) -> None:
-        """Insert or replace a worker's row."""
         ...
 
     async def heartbeat_worker(self, worker: WorkerRecord) -> None:

@@ -204,11 +204,6 @@ class SQLiteStorage:
         merge = Mergeable("insert_job", (job, now), insert_merged)
         return await self._write(insert, single_statement=True, merge=merge)
 
-    async def claim_jobs(self, request: ClaimRequest) -> list[ClaimedJob]:
-        """One UPDATE ... RETURNING claims up to ``request.limit`` jobs."""
-        _, claimed = await self.finish_and_claim((), request, request.now)
-        return claimed
-
     async def finish_and_claim(
         self,
         finished: Sequence[FinishedJob],
@@ -359,10 +354,6 @@ class SQLiteStorage:
             return [(*row, None) for row in rows(conn, sql.SELECT_JOB_EVENTS, (job_id,))]
 
         return await self._read_side().read(read)
-
-    async def register_worker(self, worker: WorkerRecord) -> None:
-        """Insert or replace the worker's row."""
-        await self.heartbeat_worker(worker)
 
     async def heartbeat_worker(self, worker: WorkerRecord) -> None:
         """Upsert the worker's row with a fresh heartbeat and counters."""
