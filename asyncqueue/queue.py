@@ -120,7 +120,7 @@ class JobQueue:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._events = EventHub()
         self._storage: JobStorage = SQLiteStorage(self.settings)
-        self._storage.on_events = self._events.publish
+        self._storage.event_sink = self._events
         self._state = "new"  # new -> open -> closed
         self._open_lock: asyncio.Lock | None = None
         self._enqueue_listeners: set[Callable[[], None]] = set()

@@ -240,3 +240,48 @@ async def test_a_database_from_schema_version_1_is_migrated(db_path: Path) -> No
         assert (await queue.get_queue_stats()).pending_jobs == 2
     with closing(sqlite3.connect(db_path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION
+
+
+async def test_history_of_a_batch_matches_what_subscribers_heard(
+    queue: JobQueue, db_path: Path
+) -> None:
+    """Rows written by the triggers and by the storage code agree with the announcements.
+
+    Thirty jobs in a few exchanges: some complete, some are retried, some fail for good, so
+    one transaction mixes trigger-written rows (enqueued, claimed, completed,
+    retry_scheduled) with rows the storage code writes (failed).
+    """
+    heard: list[JobEvent] = []
+    queue.subscribe(heard.append)
+    ids = [await queue.enqueue("t", str(n), max_retries=0 if n % 3 == 0 else 1) for n in range(30)]
+    # Odd calls fail: a job with a retry left is retried, one without fails for good.
+    script = [n % 2 == 0 for n in range(60)]
+    await Outcomes(queue, script, worker_id="w", concurrency=4).run_until_idle()
+
+    def fields(e: JobEvent) -> tuple[Any, ...]:
+        return (e.event, e.status, e.at, e.worker_id, e.job_type, e.error, e.run_at)
+
+    for job_id in ids:
+        recorded = await queue.get_job_history(job_id)
+        announced = [e for e in heard if e.job_id == job_id]
+        assert [fields(e) for e in recorded] == [fields(e) for e in announced]
+    events = {e.event for e in heard}
+    assert {JobEventType.COMPLETED, JobEventType.FAILED, JobEventType.RETRY_SCHEDULED} <= events
+
+
+async def test_history_follows_each_queue_setting_on_a_shared_file(db_path: Path) -> None:
+    """The history triggers belong to the queue that asked for them, not to the file."""
+    async with (
+        JobQueue(db_path, record_history=True) as recording,
+        JobQueue(db_path, record_history=False) as silent,
+    ):
+        quiet_job = await silent.enqueue("t", "quiet")
+        await Outcomes(silent, [True]).run_until_idle()
+        loud_job = await recording.enqueue("t", "loud")
+        assert await recording.get_job_history(quiet_job) == []
+        assert kinds(await recording.get_job_history(loud_job)) == [("enqueued", "pending")]
+    with closing(sqlite3.connect(db_path)) as db:
+        assert (
+            db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
+            == 0
+        )

@@ -27,6 +27,7 @@ from asyncqueue import (
     QueueWorker,
     WorkerError,
 )
+from asyncqueue.worker import CLAIM_AHEAD_MAX_JOB_SECONDS, CLAIM_AHEAD_MAX_JOBS
 
 #: Real seconds allowed for something that should happen at once. Generous: only a broken
 #: worker ever waits this long.
@@ -166,6 +167,66 @@ async def test_concurrency_n_runs_exactly_n_jobs_at_once(queue: JobQueue, concur
     stats = await queue.get_queue_stats()
     assert stats.completed_jobs == 2 * concurrency
     assert stats.total_jobs == 2 * concurrency
+
+
+class Sampling(QueueWorker):
+    """Records how many jobs are leased (processing) whenever it samples the database."""
+
+    def __init__(self, queue: JobQueue, *, every: int, sleep: float = 0.0, **kwargs: Any):
+        super().__init__(queue, **kwargs)
+        self.every = every
+        self.sleep = sleep
+        self.calls = 0
+        self.leased: list[int] = []
+
+    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+        self.calls += 1
+        if self.sleep:
+            await asyncio.sleep(self.sleep)
+        if self.calls % self.every == 0:
+            self.leased.append((await self.queue.get_queue_stats()).processing_jobs)
+        return True
+
+
+async def test_short_jobs_are_claimed_ahead_up_to_the_cap(queue: JobQueue) -> None:
+    await queue.enqueue_many(
+        [{"job_type": "work", "target_id": f"t{i}"} for i in range(3 * CLAIM_AHEAD_MAX_JOBS)]
+    )
+    worker = Sampling(queue, every=25, concurrency=2)
+    assert await worker.run_until_idle() == 3 * CLAIM_AHEAD_MAX_JOBS
+    assert worker.leased
+    assert max(worker.leased) <= 2 + CLAIM_AHEAD_MAX_JOBS
+    assert (await queue.get_queue_stats()).completed_jobs == 3 * CLAIM_AHEAD_MAX_JOBS
+
+
+async def test_jobs_longer_than_the_claim_ahead_limit_are_never_claimed_ahead(
+    queue: JobQueue,
+) -> None:
+    await queue.enqueue_many([{"job_type": "work", "target_id": f"t{i}"} for i in range(12)])
+    # Each job sleeps past CLAIM_AHEAD_MAX_JOB_SECONDS, so however fast the machine, the
+    # worker only ever holds the jobs it runs.
+    worker = Sampling(queue, every=1, sleep=2 * CLAIM_AHEAD_MAX_JOB_SECONDS, concurrency=2)
+    assert await worker.run_until_idle() == 12
+    assert max(worker.leased) <= 2
+
+
+@pytest.mark.parametrize(
+    ("average", "expected"),
+    [
+        (None, 0),  # nothing measured yet
+        (CLAIM_AHEAD_MAX_JOB_SECONDS, 0),
+        (0.9 * CLAIM_AHEAD_MAX_JOB_SECONDS, 4),  # about one queued job per runner
+        (CLAIM_AHEAD_MAX_JOB_SECONDS / 10, 40),
+        (1e-7, CLAIM_AHEAD_MAX_JOBS),
+        (0.0, CLAIM_AHEAD_MAX_JOBS),
+    ],
+)
+def test_claim_ahead_holds_a_few_milliseconds_of_work_per_runner(
+    queue: JobQueue, average: float | None, expected: int
+) -> None:
+    worker = Sampling(queue, every=1, concurrency=4)
+    worker._average_job_seconds = average
+    assert worker._claim_ahead() == expected
 
 
 # -- outcomes ----------------------------------------------------------------------------

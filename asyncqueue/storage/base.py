@@ -51,6 +51,19 @@ EventRow = tuple[
 ]
 
 
+class EventSink(Protocol):
+    """Where a backend announces committed transitions (the queue's event hub)."""
+
+    @property
+    def has_subscribers(self) -> bool:
+        """Whether anyone listens; events are only built then."""
+        ...
+
+    def publish(self, rows: Sequence[EventRow]) -> None:
+        """Announce the rows to every subscriber."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class FinishedJob:
     """The outcome of one held job: its next status and, for a retry, when it runs."""
@@ -96,8 +109,8 @@ class WorkerRecord:
 class JobStorage(Protocol):
     """What a queue backend provides. All times are UTC epoch seconds."""
 
-    #: Called in the event loop, after each commit, with the transitions it made.
-    on_events: Callable[[list[EventRow]], None] | None
+    #: Receives, in the event loop after each commit, the transitions it made.
+    event_sink: EventSink | None
 
     async def open(self) -> None:
         """Connect, create or migrate the schema. Idempotent."""

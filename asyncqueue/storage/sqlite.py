@@ -18,6 +18,7 @@ from asyncqueue.storage import sqlite_sql as sql
 from asyncqueue.storage.base import (
     ClaimRequest,
     EventRow,
+    EventSink,
     FinishedJob,
     Lease,
     RecoveredJob,
@@ -50,8 +51,8 @@ class SQLiteStorage:
         self._writer: SQLiteWriter | None = None
         self._reads: ReadPool | None = None
         self._history = settings.record_history
-        #: Called (in the event loop, after the commit) with the transitions each write made.
-        self.on_events: Callable[[list[EventRow]], None] | None = None
+        #: Receives, in the event loop after each commit, the transitions the write made.
+        self.event_sink: EventSink | None = None
 
     @property
     def path(self) -> str:
@@ -110,6 +111,9 @@ class SQLiteStorage:
             # for the lock in begin_immediate rather than in SQLite's busy handler.
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("PRAGMA busy_timeout = 0")
+            if self._history:
+                for trigger in sql.HISTORY_TRIGGERS:
+                    conn.execute(trigger)
         except sqlite3.Error as exc:
             raise DatabaseOpenError(_open_failure(exc), self._path) from exc
 
@@ -135,29 +139,35 @@ class SQLiteStorage:
         return self._reads
 
     # -- writes ------------------------------------------------------------------------
+    #
+    # History: the frequent transitions (enqueued, claimed, completed, retry_scheduled) are
+    # recorded by the TEMP triggers in sqlite_sql.HISTORY_TRIGGERS; the rare ones are
+    # inserted here, in the same transaction. Events for in-process subscribers are built
+    # in the event loop after the commit, and only while someone subscribes.
 
-    async def _write(
-        self,
-        fn: Callable[[sqlite3.Connection], tuple[T, list[EventRow]]],
-        *,
-        single_statement: bool = False,
-        merge: Mergeable[tuple[T, list[EventRow]]] | None = None,
+    def _publish(self, build: Callable[[], list[EventRow]]) -> None:
+        sink = self.event_sink
+        if sink is not None and sink.has_subscribers:
+            events = build()
+            if events:
+                sink.publish(events)
+
+    async def _write_recorded(
+        self, fn: Callable[[sqlite3.Connection], tuple[T, list[EventRow]]]
     ) -> T:
-        """Submit a write that also reports its transitions; announce them once committed.
+        """A rare transition: ``fn`` reports its events, which the history also records."""
+        history = self._history
 
-        With history on, a write also inserts its events, so it is no longer one statement.
-        """
-        result, events = await self._write_side().submit(
-            fn, single_statement=single_statement and not self._history, merge=merge
-        )
-        if events and self.on_events is not None:
-            self.on_events(events)
+        def run(conn: sqlite3.Connection) -> tuple[T, list[EventRow]]:
+            result, events = fn(conn)
+            if history and events:
+                record_events(conn, events)
+            return result, events
+
+        # One writing statement in ``fn``; history adds the events' INSERT.
+        result, events = await self._write_side().submit(run, single_statement=not history)
+        self._publish(lambda: events)
         return result
-
-    def _record(self, conn: sqlite3.Connection, events: list[EventRow]) -> list[EventRow]:
-        if self._history and events:
-            record_events(conn, events)
-        return events
 
     async def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[JobId]:
         """Insert in one statement; an active duplicate (also within ``jobs``) yields its id."""
@@ -165,12 +175,13 @@ class SQLiteStorage:
             return [await self._insert_one(jobs[0], now)]
         batch = [(job, now) for job in jobs]
 
-        def insert(conn: sqlite3.Connection) -> tuple[list[JobId], list[EventRow]]:
-            ids = insert_many(conn, batch)
-            return ids, self._record(conn, _enqueued_events(batch, ids))
+        def insert(conn: sqlite3.Connection) -> list[JobId]:
+            return insert_many(conn, batch)
 
         # Several statements (one per chunk): all of them or none, through a savepoint.
-        return await self._write(insert)
+        ids = await self._write_side().submit(insert)
+        self._publish(lambda: _enqueued_events(batch, ids))
+        return ids
 
     async def _insert_one(self, job: NewJob, now: float) -> JobId:
         params = (
@@ -185,24 +196,17 @@ class SQLiteStorage:
         )
         key = (job.job_type, job.target_id)
 
-        def insert(conn: sqlite3.Connection) -> tuple[JobId, list[EventRow]]:
+        def insert(conn: sqlite3.Connection) -> JobId:
             row = first(conn, sql.INSERT_JOB, params)
             if row is None:
-                return JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False), []
-            job_id = JobId(row[0], True)
-            return job_id, self._record(conn, _enqueued_events([(job, now)], [job_id]))
-
-        def insert_merged(
-            conn: sqlite3.Connection, batch: list[tuple[NewJob, float]]
-        ) -> list[tuple[JobId, list[EventRow]]]:
-            ids = insert_many(conn, batch)
-            events = self._record(conn, _enqueued_events(batch, ids))
-            by_id = {event[0]: [event] for event in events}
-            return [(job_id, by_id.get(job_id, []) if job_id.created else []) for job_id in ids]
+                return JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False)
+            return JobId(row[0], True)
 
         # Concurrent single enqueues that share a transaction go in as one statement.
-        merge = Mergeable("insert_job", (job, now), insert_merged)
-        return await self._write(insert, single_statement=True, merge=merge)
+        merge = Mergeable("insert_job", (job, now), insert_many)
+        job_id = await self._write_side().submit(insert, single_statement=True, merge=merge)
+        self._publish(lambda: _enqueued_events([(job, now)], [job_id]))
+        return job_id
 
     async def finish_and_claim(
         self,
@@ -212,51 +216,42 @@ class SQLiteStorage:
         worker_id: str | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         """Outcomes a few per statement, then one claim statement: one submission, one hop."""
-        outcomes = [
-            (f.job_id, f.token, f.status.value, f.run_at, f.error, int(f.counts_retry), now)
-            for f in finished
-        ]
+        outcome_statements = _outcome_statements(finished, now)
         claim_statement: str | None = None
         claim_params: dict[str, Any] = {}
         if claim is not None and claim.limit > 0:
             claim_statement, claim_params = _claim_statement(claim)
             worker_id = claim.worker_id
-
-        def exchange(
-            conn: sqlite3.Connection,
-        ) -> tuple[tuple[set[int], list[ClaimedJob]], list[EventRow]]:
-            applied: set[int] = set()
-            if outcomes:
-                applied = apply_outcomes(conn, outcomes)
-            claimed: list[ClaimedJob] = []
-            if claim_statement is not None:
-                claimed = [
-                    ClaimedJob(
-                        id=r[0],
-                        job_type=r[1],
-                        target_id=r[2],
-                        metadata=json.loads(r[3]),
-                        priority=r[4],
-                        retry_count=r[5],
-                        max_retries=r[6],
-                        lease_token=r[7],
-                        worker_id=r[8],
-                    )
-                    for r in rows(conn, claim_statement, claim_params)
-                ]
-            events = _finished_events(finished, applied, now, worker_id)
-            events += _claimed_events(claimed, now, worker_id)
-            return (applied, claimed), self._record(conn, events)
-
-        if not outcomes and claim_statement is None:
+        if not outcome_statements and claim_statement is None:
             return set(), []
-        applied, claimed = await self._write(exchange)
+        # Failed and released outcomes are not recorded by a trigger (see HISTORY_TRIGGERS).
+        rare = [f for f in finished if f.status in _UNTRIGGERED] if self._history else []
+
+        def exchange(conn: sqlite3.Connection) -> tuple[set[int], list[Any]]:
+            applied: set[int] = set()
+            for statement, params in outcome_statements:
+                applied.update(row[0] for row in rows(conn, statement, params))
+            if rare:
+                record_events(conn, _finished_events(rare, applied, now, worker_id))
+            claimed_rows = (
+                [] if claim_statement is None else rows(conn, claim_statement, claim_params)
+            )
+            return applied, claimed_rows
+
+        applied, claimed_rows = await self._write_side().submit(exchange)
+        claimed = [_claimed_job(row) for row in claimed_rows]
         if claim is not None and len(claimed) > 1:
             # RETURNING gives no order guarantee; hand jobs out in the strategy's order.
             if claim.strategy == "priority":
                 claimed.sort(key=_priority_order)
             else:
                 claimed.sort(key=_id_order, reverse=claim.strategy == "lifo")
+        self._publish(
+            lambda: (
+                _finished_events(finished, applied, now, worker_id)
+                + _claimed_events(claimed, now, worker_id)
+            )
+        )
         return applied, claimed
 
     async def renew_leases(
@@ -284,10 +279,9 @@ class SQLiteStorage:
             events: list[EventRow] = [
                 (r[0], "recovered", r[3], now, r[2], r[1], r[4], None, None) for r in found
             ]
-            recovered = [RecoveredJob(r[0], r[1], r[2], JobStatus(r[3])) for r in found]
-            return recovered, self._record(conn, events)
+            return [RecoveredJob(r[0], r[1], r[2], JobStatus(r[3])) for r in found], events
 
-        return await self._write(recover, single_statement=True)
+        return await self._write_recorded(recover)
 
     async def cancel_job(self, job_id: int, now: float) -> bool:
         """pending/retry_scheduled -> cancelled."""
@@ -307,9 +301,9 @@ class SQLiteStorage:
                 None,
                 None,
             )
-            return True, self._record(conn, [event])
+            return True, [event]
 
-        return await self._write(cancel, single_statement=True)
+        return await self._write_recorded(cancel)
 
     async def retry_job(self, job_id: int, now: float) -> bool:
         """failed/cancelled -> pending now, unless an active job holds the same pair."""
@@ -324,9 +318,9 @@ class SQLiteStorage:
             if first(conn, sql.RETRY_JOB, {"id": job_id, "now": now}) is None:
                 return False, []
             event: EventRow = (job_id, "retried", "pending", now, None, row[0], None, now, None)
-            return True, self._record(conn, [event])
+            return True, [event]
 
-        return await self._write(retry, single_statement=True)
+        return await self._write_recorded(retry)
 
     async def delete_finished_jobs(self, finished_before: float) -> int:
         """Delete completed/cancelled jobs finished before ``finished_before``, with history."""
@@ -532,6 +526,9 @@ def record_events(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
             start += size
 
 
+#: Outcomes whose history row the storage code writes (no trigger can tell them apart).
+_UNTRIGGERED = frozenset({JobStatus.FAILED, JobStatus.PENDING})
+
 _OUTCOME_EVENTS: dict[JobStatus, str] = {
     JobStatus.COMPLETED: "completed",
     JobStatus.RETRY_SCHEDULED: "retry_scheduled",
@@ -577,16 +574,40 @@ def _claimed_events(
     ]
 
 
-def apply_outcomes(conn: sqlite3.Connection, outcomes: Sequence[tuple[Any, ...]]) -> set[int]:
-    """Apply outcome rows a few per statement; return the ids whose lease was still held."""
-    applied: set[int] = set()
+def _outcome_statements(finished: Sequence[FinishedJob], now: float) -> list[tuple[str, list[Any]]]:
+    """The outcome UPDATEs for ``finished``, a few rows each, parameters already flat."""
+    statements: list[tuple[str, list[Any]]] = []
     start = 0
     for size in sql.FINISH_ROWS_PER_STATEMENT:
-        while len(outcomes) - start >= size:
-            params = [value for outcome in outcomes[start : start + size] for value in outcome]
-            applied.update(row[0] for row in rows(conn, sql.FINISH_ROWS[size], params))
+        while len(finished) - start >= size:
+            params: list[Any] = []
+            for f in finished[start : start + size]:
+                params += (
+                    f.job_id,
+                    f.token,
+                    f.status.value,
+                    f.run_at,
+                    f.error,
+                    f.counts_retry,
+                    now,
+                )
+            statements.append((sql.FINISH_ROWS[size], params))
             start += size
-    return applied
+    return statements
+
+
+def _claimed_job(row: Any) -> ClaimedJob:
+    return ClaimedJob(
+        id=row[0],
+        job_type=row[1],
+        target_id=row[2],
+        metadata=json.loads(row[3]),
+        priority=row[4],
+        retry_count=row[5],
+        max_retries=row[6],
+        lease_token=row[7],
+        worker_id=row[8],
+    )
 
 
 def _claim_statement(claim: ClaimRequest) -> tuple[str, dict[str, Any]]:

@@ -106,6 +106,40 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 
+# History rows of the frequent transitions are written by SQLite itself, inside the
+# statement that makes them: no per-event Python on the writer thread, and an enqueue stays
+# one statement. TEMP triggers live on the writer connection of a queue that records
+# history, so another process with history off writes none. Each condition names the only
+# statement that makes its transition; the rare ones (failed, released, recovered,
+# cancelled, retried) are written by the storage code, which knows which verb ran.
+HISTORY_TRIGGERS = (
+    """
+    CREATE TEMP TRIGGER IF NOT EXISTS aq_history_enqueued AFTER INSERT ON main.jobs
+    BEGIN
+        INSERT INTO job_events (job_id, event, status, at, job_type, run_at)
+        VALUES (NEW.id, 'enqueued', NEW.status, NEW.created_at, NEW.job_type, NEW.run_at);
+    END
+    """,
+    """
+    CREATE TEMP TRIGGER IF NOT EXISTS aq_history_claimed AFTER UPDATE OF status ON main.jobs
+    WHEN NEW.status = 'processing'
+    BEGIN
+        INSERT INTO job_events (job_id, event, status, at, worker_id, job_type)
+        VALUES (NEW.id, 'claimed', 'processing', NEW.updated_at, NEW.worker_id, NEW.job_type);
+    END
+    """,
+    """
+    CREATE TEMP TRIGGER IF NOT EXISTS aq_history_attempt_done AFTER UPDATE OF status ON main.jobs
+    WHEN OLD.status = 'processing' AND NEW.status IN ('completed', 'retry_scheduled')
+    BEGIN
+        INSERT INTO job_events (job_id, event, status, at, worker_id, job_type, error, run_at)
+        VALUES (NEW.id, NEW.status, NEW.status, NEW.updated_at, NEW.worker_id, NEW.job_type,
+                NEW.error_message,
+                CASE WHEN NEW.status = 'retry_scheduled' THEN NEW.run_at END);
+    END
+    """,
+)
+
 _JOB_COLUMNS = (
     "id, job_type, target_id, status, priority, retry_count, max_retries, attempts, metadata, "
     "error_message, worker_id, created_at, run_at, started_at, completed_at, updated_at, "
