@@ -238,7 +238,7 @@ class SQLiteStorage:
             )
             return applied, claimed_rows
 
-        applied, claimed_rows = await self._write_side().submit(exchange)
+        applied, claimed_rows = await self._write_side().submit(exchange, pipelined=True)
         claimed = [_claimed_job(row) for row in claimed_rows]
         if claim is not None and len(claimed) > 1:
             # RETURNING gives no order guarantee; hand jobs out in the strategy's order.

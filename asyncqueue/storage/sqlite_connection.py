@@ -171,8 +171,10 @@ class SQLiteWriter:
         self._busy_timeout = busy_timeout
         self._inbox: deque[_Submission[Any]] = deque()
         self._wakeup = asyncio.Event()
+        #: Set while no transaction is in the connection's thread or queued for it.
         self._idle = asyncio.Event()
         self._idle.set()
+        self._in_thread = 0
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.on_commit: Callable[[], None] | None = None
@@ -189,16 +191,22 @@ class SQLiteWriter:
         *,
         single_statement: bool = False,
         merge: Mergeable[T] | None = None,
+        pipelined: bool = False,
     ) -> T:
         """Run ``fn`` in a transaction and return its result once committed.
 
         ``single_statement`` promises that ``fn`` runs at most one writing statement, so it
         needs no savepoint of its own when it shares a transaction. ``merge`` lets the
         writer run it in one statement with like submissions (see :class:`Mergeable`).
+        ``pipelined`` sends a large write (a worker's exchange) straight to the connection's
+        thread, as its own transaction, even while another is in flight: the thread starts
+        it the moment the previous one commits instead of after a round trip through the
+        event loop. Others waiting in the inbox keep their turn: a pipelined write queues
+        behind them.
         """
         if self._closing:
             raise QueueClosedError(f"the queue at {self._path} is closed")
-        if self._idle.is_set() and not self._inbox:
+        if not self._inbox and (pipelined or self._idle.is_set()):
             return await self._commit_alone(fn)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._inbox.append(_Submission(WriteUnit(fn, single_statement, merge), future))
@@ -206,6 +214,7 @@ class SQLiteWriter:
         return await future
 
     async def _commit_alone(self, fn: ThreadFunction[T]) -> T:
+        self._in_thread += 1
         self._idle.clear()
         try:
             ok, value = (await self._apply_with_busy_retry([WriteUnit(fn, True)]))[0]
@@ -213,9 +222,11 @@ class SQLiteWriter:
         except Exception as exc:
             raise translate_error(exc, self._path) from exc
         finally:
-            self._idle.set()
-            if self._inbox:
-                self._wakeup.set()
+            self._in_thread -= 1
+            if not self._in_thread:
+                self._idle.set()
+                if self._inbox:
+                    self._wakeup.set()
         if ok:
             result: T = value
             return result
