@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -470,6 +471,63 @@ async def test_a_write_rejected_by_the_database_fails_only_its_caller_in_a_group
     )
     assert applied == {j.id for j in claimed}
     assert count_by_type(db_path) == {"good": 20, "batch": 3, "held": 1, "after": 4}
+
+
+async def test_pipelined_writes_queue_in_the_thread_each_its_own_transaction(
+    queue: JobQueue, clock: ManualClock, db_path: Path
+) -> None:
+    """A worker's exchange goes to the thread while another write is in flight.
+
+    It runs as its own transaction right after the one in flight (no group, no savepoint),
+    a failing one fails only its caller, and a write already waiting in the inbox keeps
+    its turn: a pipelined write that comes after it waits in the inbox too.
+    """
+    storage = sqlite_storage(queue)
+    writer = storage._write_side()
+    now = clock.now()
+
+    def insert(target: str, metadata: str = "{}") -> Callable[[sqlite3.Connection], int]:
+        def run(conn: sqlite3.Connection) -> int:
+            return int(
+                rows(conn, sql.INSERT_JOB, ("p", target, 5, 3, metadata, now, now, now))[0][0]
+            )
+
+        return run
+
+    held = HeldWriter(writer)
+    try:
+        busy = await held.start()
+        first = asyncio.create_task(writer.submit(insert("one"), pipelined=True))
+        bad = asyncio.create_task(writer.submit(insert("bad", "{nope"), pipelined=True))
+        second = asyncio.create_task(writer.submit(insert("two"), pipelined=True))
+        await asyncio.sleep(0.01)
+        # Nothing waits in the inbox: all three are queued in the connection's thread.
+        assert not writer._inbox
+        held.release.set()
+        assert await busy == "held"
+        ids = [await first, await second]
+        with pytest.raises(DatabaseError):
+            await bad
+        assert held.commits == 3  # the held write, then "one" and "two" each alone
+
+        held.release.clear()
+        held.started.clear()
+        busy = await held.start()
+        grouped = asyncio.create_task(queue.enqueue("g", "x"))
+        await held.wait_for_inbox(1)
+        late = asyncio.create_task(writer.submit(insert("three"), pipelined=True))
+        await held.wait_for_inbox(2)
+        held.release.set()
+        await busy
+        waited_first = await grouped
+        ids.append(await late)
+    finally:
+        held.release.set()
+        held.restore()
+    assert waited_first.created
+    assert int(waited_first) < ids[-1]  # the inbox kept its turn
+    assert ids == sorted(ids)
+    assert count_by_type(db_path) == {"p": 3, "g": 1}
 
 
 async def test_a_rejected_multi_row_insert_rolls_back_only_its_rows_in_a_group(

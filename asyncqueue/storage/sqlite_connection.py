@@ -218,7 +218,8 @@ class SQLiteWriter:
         self._idle.clear()
         try:
             ok, value = (await self._apply_with_busy_retry([WriteUnit(fn, True)]))[0]
-            self._committed()
+            if ok:  # a failed write was rolled back: nothing committed
+                self._committed()
         except Exception as exc:
             raise translate_error(exc, self._path) from exc
         finally:
