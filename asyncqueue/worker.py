@@ -386,20 +386,28 @@ class QueueWorker:
             await self._wait_for(self._grace_changed, remaining)
         runners.cancel()
 
-    async def _wait_for(self, event: asyncio.Event, seconds: float) -> bool:
-        """Wait for ``event`` or ``seconds`` on the clock; return whether it was set."""
+    async def _wait_for(self, event: asyncio.Event, seconds: float) -> None:
+        """Wait until ``event`` is set, or ``seconds`` pass on the clock (which sets it).
+
+        A bare timer task rather than a task group: leaving a task group costs several
+        event-loop turns, and this wait ends every time an idle worker is woken.
+        """
         if event.is_set():
-            return True
-        async with anyio.create_task_group() as race:
-
-            async def timer() -> None:
-                await self.clock.sleep(seconds)
-                race.cancel_scope.cancel()
-
-            race.start_soon(timer)
+            return
+        timer = asyncio.ensure_future(self._set_after(event, seconds))
+        try:
             await event.wait()
-            race.cancel_scope.cancel()
-        return event.is_set()
+        except BaseException:
+            timer.cancel()
+            raise
+        if not timer.done():
+            timer.cancel()
+            # One turn lets the timer finish, so a test clock keeps no stale sleeper.
+            await asyncio.sleep(0)
+
+    async def _set_after(self, event: asyncio.Event, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+        event.set()
 
     # -- running jobs --------------------------------------------------------------------
 
