@@ -278,18 +278,21 @@ class JobQueue:
         )
 
     async def _insert(self, new_jobs: list[NewJob]) -> list[JobId]:
-        storage = await self._ready()
+        storage = self._storage if self._state == "open" else await self._ready()
         ids = await storage.insert_jobs(new_jobs, self.clock.now())
-        if any(job_id.created for job_id in ids):
-            self._notify_enqueued()
+        created = False
+        debug = self._log.debug
         for job, job_id in zip(new_jobs, ids, strict=True):
-            self._log.debug(
+            created = created or job_id.created
+            debug(
                 "job.enqueued" if job_id.created else "job.duplicate",
                 job_id=int(job_id),
                 job_type=job.job_type,
                 target_id=job.target_id,
                 priority=job.priority,
             )
+        if created:
+            self._notify_enqueued()
         return ids
 
     def _notify_enqueued(self) -> None:

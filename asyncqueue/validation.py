@@ -28,7 +28,8 @@ ENQUEUE_FIELDS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per job, and a frozen dataclass takes 0.5 us more to build.
+@dataclass(slots=True)
 class NewJob:
     """A validated job, ready to insert. Times are UTC epoch seconds."""
 

@@ -64,7 +64,8 @@ class EventSink(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per job, and a frozen dataclass takes 0.5 us more to build.
+@dataclass(slots=True)
 class FinishedJob:
     """The outcome of one held job: its next status and, for a retry, when it runs."""
 

@@ -120,7 +120,8 @@ async def run_in_thread(conn: aiosqlite.Connection, fn: ThreadFunction[T]) -> T:
     return result
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per job, and a frozen dataclass takes 0.5 us more to build.
+@dataclass(slots=True)
 class Mergeable(Generic[T]):
     """A submission the writer may run together with like ones in one statement.
 
@@ -135,7 +136,8 @@ class Mergeable(Generic[T]):
     run_many: Callable[[sqlite3.Connection, list[Any]], list[T]]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per job, and a frozen dataclass takes 0.5 us more to build.
+@dataclass(slots=True)
 class WriteUnit(Generic[T]):
     """One caller's write: ``fn`` alone, or merged with its like when ``merge`` is set."""
 
