@@ -33,8 +33,6 @@ CLAIM_AHEAD_MAX_JOB_SECONDS = 0.002
 #: costs a thread hop and a commit whatever its size, so very short jobs go fastest in
 #: batches of about a hundred (measured: 20 a batch 22k jobs/s, 50 28k, 100 30k).
 CLAIM_AHEAD_MAX_JOBS = 100
-#: Exchanges with the database one worker keeps in flight at once (see _may_start_exchange).
-MAX_EXCHANGES_IN_FLIGHT = 2
 #: Longest gap between heartbeats (and lease renewals, and stale-job sweeps).
 MAX_HEARTBEAT_INTERVAL = 10.0
 
@@ -110,14 +108,10 @@ class QueueWorker:
         self._running = 0
         self._average_job_seconds: float | None = None
         self._maybe_new_work = True
-        #: Notifications of new work so far (see ``_exchange``).
-        self._new_work_seen = 0
-        #: Exchanges in flight, and the jobs they may claim between them.
-        self._exchanges = 0
-        self._claims_in_flight = 0
-        #: Outcomes worth an exchange of their own while another is in flight.
+        #: Whether a round trip to the database is in flight.
+        self._exchanging = False
+        #: Outcomes worth the next round trip (see ``_exchange_loop``).
         self._batch_goal = 1
-        self._closed_error: QueueClosedError | None = None
         self._job_available = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -224,14 +218,11 @@ class QueueWorker:
         self._ready.clear()
         self._outcomes.clear()
         self._running = 0
-        self._exchanges = 0
-        self._claims_in_flight = 0
-        self._closed_error = None
+        self._exchanging = False
         self._maybe_new_work = True
 
     def _on_new_work(self) -> None:
         self._maybe_new_work = True
-        self._new_work_seen += 1
         self._wakeup.set()
 
     async def _supervise(self, burst: bool) -> None:
@@ -268,23 +259,18 @@ class QueueWorker:
             if stopping:
                 self._release_ready()
             self._wakeup.clear()
-            if self._closed_error is not None:
-                raise self._closed_error
-            if self._may_start_exchange(stopping):
-                free = (
-                    0
-                    if stopping
-                    else self.concurrency
-                    + self._claim_ahead()
-                    - self._running
-                    - len(self._ready)
-                    - self._claims_in_flight
-                )
-                claim = free if free > 0 and self._maybe_new_work else 0
-                if self._outcomes or claim:
-                    self._start_exchange(work, self._take_outcomes(), claim)
-                    continue
-            idle = not (self._running or self._ready or self._outcomes or self._exchanges)
+            finished = self._take_outcomes()
+            ahead = 0 if stopping else self._claim_ahead()
+            free = 0 if stopping else self.concurrency + ahead - self._running - len(self._ready)
+            claim = free if free > 0 and self._maybe_new_work else 0
+            if finished or claim:
+                # Half of what the worker may hold: runners hand back the event loop once
+                # this many outcomes wait (see _runner), so the next exchange goes out while
+                # the other claimed jobs keep them busy.
+                self._batch_goal = max(1, (self.concurrency + ahead) // 2)
+                await self._exchange(finished, claim)
+                continue
+            idle = not (self._running or self._ready or self._outcomes)
             if idle and (stopping or burst):
                 return
             if idle and not self._maybe_new_work:
@@ -293,78 +279,43 @@ class QueueWorker:
             else:
                 await self._wakeup.wait()
 
-    def _may_start_exchange(self, stopping: bool) -> bool:
-        """Whether to start an exchange now, with another perhaps still in flight.
-
-        A second exchange keeps the writer busy while the event loop handles the first
-        one's results, but only once it carries a worthwhile batch: each exchange costs a
-        thread hop and a commit whatever its size.
-        """
-        if not self._exchanges:
-            return True
-        if self._exchanges >= MAX_EXCHANGES_IN_FLIGHT:
-            return False
-        # Or the runners have run out of work: nothing is gained by waiting.
-        return (
-            stopping
-            or len(self._outcomes) >= self._batch_goal
-            or (not self._ready and bool(self._outcomes))
-        )
-
-    def _start_exchange(
-        self, work: anyio.abc.TaskGroup, finished: list[tuple[ClaimedJob, FinishedJob]], claim: int
-    ) -> None:
-        # Half of what the worker may hold: one batch in flight, one being run.
-        self._batch_goal = max(1, (self.concurrency + self._claim_ahead()) // 2)
-        self._exchanges += 1
-        self._claims_in_flight += claim
-        work.start_soon(self._exchange, finished, claim, self._new_work_seen)
-
-    async def _exchange(
-        self, finished: list[tuple[ClaimedJob, FinishedJob]], claim: int, seen: int
-    ) -> None:
-        """One round trip: record ``finished`` and claim up to ``claim`` jobs.
-
-        ``seen`` counts the new-work notifications before the claim: one arriving during
-        the claim keeps the worker looking even if the claim comes back short.
-        """
+    async def _exchange(self, finished: list[tuple[ClaimedJob, FinishedJob]], claim: int) -> None:
+        if claim:
+            # Cleared before the claim: a notification arriving during it is kept.
+            self._maybe_new_work = False
+        self._exchanging = True
         try:
             # Shielded: a transaction that committed must reach our bookkeeping, or claimed
             # jobs would sit in processing until their lease expired.
             with anyio.CancelScope(shield=True):
-                try:
-                    applied, claimed = await self.queue.finish_and_claim(
-                        [outcome for _, outcome in finished],
-                        worker_id=self.worker_id,
-                        limit=claim,
-                        strategy=self.strategy,
-                        job_types=self.job_types,
-                    )
-                except QueueClosedError as exc:
-                    # Raised by the exchange loop, in the worker's own task.
-                    self._closed_error = exc
-                    return
-                except AsyncQueueError:
-                    # Outcomes stay unrecorded: their leases expire and stale recovery takes
-                    # the jobs back. Back off before the next claim.
-                    self._log.exception("worker.exchange_failed", outcomes=len(finished))
-                    self._maybe_new_work = False
-                    for job, _ in finished:
-                        self._held.pop(job.id, None)
-                    return
-            for job, outcome in finished:
-                self._note_outcome(job, outcome, outcome.job_id in applied)
-            if claim and len(claimed) < claim and seen == self._new_work_seen:
-                self._maybe_new_work = False
-            for job in claimed:
-                self._held[job.id] = job
-                self._ready.append(job)
-            if claimed:
-                self._job_available.set()
+                applied, claimed = await self.queue.finish_and_claim(
+                    [outcome for _, outcome in finished],
+                    worker_id=self.worker_id,
+                    limit=claim,
+                    strategy=self.strategy,
+                    job_types=self.job_types,
+                )
+        except QueueClosedError:
+            raise
+        except AsyncQueueError:
+            # Outcomes stay unrecorded: their leases expire and stale recovery takes the
+            # jobs back. Back off before the next claim.
+            self._log.exception("worker.exchange_failed", outcomes=len(finished))
+            self._maybe_new_work = False
+            for job, _ in finished:
+                self._held.pop(job.id, None)
+            return
         finally:
-            self._exchanges -= 1
-            self._claims_in_flight -= claim
-            self._wakeup.set()
+            self._exchanging = False
+        for job, outcome in finished:
+            self._note_outcome(job, outcome, outcome.job_id in applied)
+        if claim and len(claimed) == claim:
+            self._maybe_new_work = True
+        for job in claimed:
+            self._held[job.id] = job
+            self._ready.append(job)
+        if claimed:
+            self._job_available.set()
 
     def _take_outcomes(self) -> list[tuple[ClaimedJob, FinishedJob]]:
         taken = self._outcomes
@@ -430,10 +381,7 @@ class QueueWorker:
             duration = time.perf_counter() - started
             self._note_duration(duration)
             self._outcomes.append((job, self.queue.outcome(job, error, duration)))
-            if (
-                len(self._outcomes) >= self._batch_goal
-                and self._exchanges < MAX_EXCHANGES_IN_FLIGHT
-            ):
+            if len(self._outcomes) >= self._batch_goal and not self._exchanging:
                 # A job that never awaits anything would let this runner work through the
                 # whole buffer before the exchange loop runs: give it the turn to send this
                 # batch while the other claimed jobs keep the runners busy.

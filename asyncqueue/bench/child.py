@@ -11,6 +11,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from asyncqueue import JobQueue
 from asyncqueue.bench.joblog import JobLogWriter
@@ -26,6 +27,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sync", choices=("NORMAL", "FULL"), default="NORMAL")
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--poll-interval", type=float, default=None)
+    parser.add_argument("--ready", default=None, help="file created once SIGTERM is handled")
     return parser.parse_args(argv)
 
 
@@ -35,6 +37,8 @@ async def run_worker(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if args.ready is not None:
+        _mark_ready(args.ready)
     joblog = JobLogWriter(args.log)
     try:
         async with JobQueue(args.db, synchronous=args.sync) as queue:
@@ -54,6 +58,11 @@ async def run_worker(args: argparse.Namespace) -> int:
     finally:
         joblog.close()
     return 0
+
+
+def _mark_ready(path: str) -> None:
+    # Until now a SIGTERM would kill the process outright: the parent waits for this file.
+    Path(path).touch()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,8 @@ class WorkerProcess:
     process: asyncio.subprocess.Process
     stderr_path: Path
     spawned_at: float
+    #: Created by the worker once it handles SIGTERM (see ``asyncqueue.bench.child``).
+    ready_path: Path
 
     @property
     def pid(self) -> int:
@@ -58,6 +60,9 @@ async def spawn_worker(
     ]
     if poll_interval is not None:
         command.append(f"--poll-interval={poll_interval}")
+    ready_path = stderr_path.with_name(f"{stderr_path.name}.ready")
+    ready_path.unlink(missing_ok=True)
+    command.append(f"--ready={ready_path}")
     spawned_at = time.time()
     with stderr_path.open("ab") as stderr:
         process = await asyncio.create_subprocess_exec(
@@ -68,7 +73,7 @@ async def spawn_worker(
             env=_child_environment(),
             start_new_session=True,
         )
-    return WorkerProcess(process, stderr_path, spawned_at)
+    return WorkerProcess(process, stderr_path, spawned_at, ready_path)
 
 
 def _child_environment() -> dict[str, str]:
@@ -81,7 +86,12 @@ def _child_environment() -> dict[str, str]:
 
 
 async def stop_worker(worker: WorkerProcess, patience: float = STOP_TIMEOUT) -> str | None:
-    """SIGTERM the worker and wait for it; return a problem, or None after a clean exit."""
+    """SIGTERM the worker and wait for it; return a problem, or None after a clean exit.
+
+    A worker still starting up (a short phase can end before it has) gets the signal once
+    it handles it, instead of being killed half-started.
+    """
+    await _until_ready(worker, time.monotonic() + patience)
     if not worker.exited():
         worker.process.send_signal(signal.SIGTERM)
     try:
@@ -93,6 +103,13 @@ async def stop_worker(worker: WorkerProcess, patience: float = STOP_TIMEOUT) -> 
     if code != 0:
         return f"worker {worker.pid} exited with {code}: {stderr_tail(worker.stderr_path)}"
     return None
+
+
+async def _until_ready(worker: WorkerProcess, deadline: float) -> None:
+    while True:
+        if worker.exited() or worker.ready_path.exists() or time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(0.01)
 
 
 async def stop_workers(workers: Sequence[WorkerProcess]) -> list[str]:
