@@ -488,9 +488,9 @@ async def test_pipelined_writes_queue_in_the_thread_each_its_own_transaction(
 
     def insert(target: str, metadata: str = "{}") -> Callable[[sqlite3.Connection], int]:
         def run(conn: sqlite3.Connection) -> int:
-            return int(
-                rows(conn, sql.INSERT_JOB, ("p", target, 5, 3, metadata, now, now, now))[0][0]
-            )
+            cursor = conn.execute(sql.INSERT_JOB, ("p", target, 5, 3, metadata, now, now, now))
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
 
         return run
 

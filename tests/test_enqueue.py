@@ -229,6 +229,46 @@ async def test_enqueue_many_dedups_against_existing_jobs(queue: JobQueue, db_pat
     assert len(db_rows(db_path)) == 2
 
 
+@pytest.mark.parametrize("with_duplicates", [False, True])
+async def test_enqueue_many_maps_every_id_to_its_item_across_statement_sizes(
+    queue: JobQueue, db_path: Path, clock: ManualClock, with_duplicates: bool
+) -> None:
+    """A batch of 599 (256 + 256 + 64 + 16 + 4 + 3 rows) after the newest ids were deleted.
+
+    Ids are never reused (the sequence goes on past deleted rows) and each one belongs to
+    its own item, whether every item is new or some duplicate an item before them or a
+    job already in the table.
+    """
+    gone = await queue.enqueue_many([{"job_type": "old", "target_id": str(n)} for n in range(5)])
+    for job in await queue.claim("w", limit=5):
+        await queue.complete(job)
+    clock.advance(30 * 86400)
+    assert await queue.cleanup_old_jobs() == 5
+    items = [{"job_type": "t", "target_id": str(n)} for n in range(599)]
+    expected_created = [True] * 599
+    existing = None
+    if with_duplicates:
+        existing = await queue.enqueue("t", "17")
+        expected_created[17] = False
+        items[300] = {"job_type": "t", "target_id": "3"}  # repeats item 3 of this batch
+        expected_created[300] = False
+
+    ids = await queue.enqueue_many(items)
+
+    assert [i.created for i in ids] == expected_created
+    assert all(i > max(gone) for i in ids)
+    for item, job_id in zip(items, ids, strict=True):
+        job = await queue.get_job(job_id)
+        assert job is not None
+        assert job.target_id == item["target_id"]
+    if with_duplicates:
+        assert ids[17] == existing
+        assert ids[300] == ids[3]
+    created = [i for i in ids if i.created]
+    assert len(set(created)) == len(created)
+    assert len(db_rows(db_path)) == len(created) + (existing is not None)
+
+
 async def test_enqueue_many_of_nothing(queue: JobQueue, db_path: Path) -> None:
     assert await queue.enqueue_many([]) == []
     assert await queue.enqueue_many(iter(())) == []

@@ -197,10 +197,13 @@ class SQLiteStorage:
         key = (job.job_type, job.target_id)
 
         def insert(conn: sqlite3.Connection) -> JobId:
-            row = first(conn, sql.INSERT_JOB, params)
-            if row is None:
-                return JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False)
-            return JobId(row[0], True)
+            cursor = conn.execute(sql.INSERT_JOB, params)
+            try:
+                if cursor.rowcount == 1 and cursor.lastrowid is not None:
+                    return JobId(cursor.lastrowid, True)
+            finally:
+                cursor.close()
+            return JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False)
 
         # Concurrent single enqueues that share a transaction go in as one statement.
         merge = Mergeable("insert_job", (job, now), insert_many)
@@ -485,8 +488,16 @@ class SQLiteStorage:
 
 
 def insert_many(conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]]) -> list[JobId]:
-    """Insert ``(job, enqueued_at)`` pairs; return ids in order, duplicates found."""
-    created: dict[tuple[str, str], int] = {}
+    """Insert ``(job, enqueued_at)`` pairs; return ids in order, duplicates found.
+
+    Runs inside the writer's transaction, which holds the write lock: when every row went
+    in, their ids are the next ones in the AUTOINCREMENT sequence, in order. Otherwise each
+    pair's active job is looked up; an id above the sequence's old value is new, and only
+    the first item of a pair created it.
+    """
+    last = first(conn, sql.LAST_JOB_ID)
+    before = 0 if last is None else int(last[0])
+    inserted = 0
     start = 0
     for size in sql.INSERT_ROWS_PER_STATEMENT:
         while len(batch) - start >= size:
@@ -502,17 +513,19 @@ def insert_many(conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]])
                     job.run_at,
                     at,
                 )
-            for row in rows(conn, sql.INSERT_ROWS[size], params):
-                created[(row[1], row[2])] = row[0]
+            cursor = conn.execute(sql.INSERT_ROWS[size], params)
+            inserted += cursor.rowcount
+            cursor.close()
             start += size
+    if inserted == len(batch):
+        return [JobId(before + 1 + index, True) for index in range(inserted)]
     ids: list[JobId] = []
+    seen: set[tuple[str, str]] = set()
     for job, _ in batch:
         key = (job.job_type, job.target_id)
-        job_id = created.pop(key, None)
-        if job_id is not None:
-            ids.append(JobId(job_id, True))
-        else:
-            ids.append(JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False))
+        job_id = int(first(conn, sql.SELECT_ACTIVE_ID, key)[0])
+        ids.append(JobId(job_id, job_id > before and key not in seen))
+        seen.add(key)
     return ids
 
 
