@@ -259,10 +259,20 @@ class JobQueue:
         if self._state == "closed":
             raise QueueClosedError(f"the queue at {self.path} is closed")
         new_jobs = []
+        now = self.clock.now()
+        default_max_retries = self.settings.max_retries
+        max_metadata_bytes = self.settings.max_metadata_bytes
         for index, item in enumerate(items):
             arguments = enqueue_item_arguments(item, index)
             try:
-                new_jobs.append(self._new_job(**arguments))
+                new_jobs.append(
+                    build_new_job(
+                        **arguments,
+                        default_max_retries=default_max_retries,
+                        max_metadata_bytes=max_metadata_bytes,
+                        now=now,
+                    )
+                )
             except ValidationError as exc:
                 raise type(exc)(f"item {index}: {exc}") from exc
         if not new_jobs:

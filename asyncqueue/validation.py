@@ -202,4 +202,4 @@ def enqueue_item_arguments(item: object, index: int) -> dict[str, Any]:
     if "job_type" not in item or "target_id" not in item:
         missing = sorted({"job_type", "target_id"} - set(item))
         raise ValidationError(f"item {index} is missing {missing}")
-    return dict(item)
+    return item if type(item) is dict else dict(item)
