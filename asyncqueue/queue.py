@@ -224,20 +224,21 @@ class JobQueue:
             ValidationError: a bad argument (a ``ValueError``; wrong types are also
                 ``TypeError``). Nothing is written.
         """
-        ids = await self._insert(
-            [
-                self._new_job(
-                    job_type=job_type,
-                    target_id=target_id,
-                    priority=priority,
-                    max_retries=max_retries,
-                    metadata=metadata,
-                    delay=delay,
-                    run_at=run_at,
-                )
-            ]
+        job = self._new_job(
+            job_type=job_type,
+            target_id=target_id,
+            priority=priority,
+            max_retries=max_retries,
+            metadata=metadata,
+            delay=delay,
+            run_at=run_at,
         )
-        return ids[0]
+        storage = self._storage if self._state == "open" else await self._ready()
+        job_id = await storage.insert_job(job, self.clock.now())
+        self._enqueued(job, job_id)
+        if job_id.created:
+            self._notify_enqueued()
+        return job_id
 
     async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[JobId]:
         """Add many jobs in one transaction: all of them or, on bad input, none.
@@ -291,19 +292,21 @@ class JobQueue:
         storage = self._storage if self._state == "open" else await self._ready()
         ids = await storage.insert_jobs(new_jobs, self.clock.now())
         created = False
-        debug = self._log.debug
         for job, job_id in zip(new_jobs, ids, strict=True):
             created = created or job_id.created
-            debug(
-                "job.enqueued" if job_id.created else "job.duplicate",
-                job_id=int(job_id),
-                job_type=job.job_type,
-                target_id=job.target_id,
-                priority=job.priority,
-            )
+            self._enqueued(job, job_id)
         if created:
             self._notify_enqueued()
         return ids
+
+    def _enqueued(self, job: NewJob, job_id: JobId) -> None:
+        self._log.debug(
+            "job.enqueued" if job_id.created else "job.duplicate",
+            job_id=int(job_id),
+            job_type=job.job_type,
+            target_id=job.target_id,
+            priority=job.priority,
+        )
 
     def _notify_enqueued(self) -> None:
         for listener in self._enqueue_listeners:

@@ -125,6 +125,10 @@ class JobStorage(Protocol):
         """Insert jobs in one transaction; an active duplicate yields its id, uncreated."""
         ...
 
+    async def insert_job(self, job: NewJob, now: float) -> JobId:
+        """Insert one job (the common case of ``insert_jobs``, with less in the way)."""
+        ...
+
     async def finish_and_claim(
         self,
         finished: Sequence[FinishedJob],

@@ -172,7 +172,7 @@ class SQLiteStorage:
     async def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[JobId]:
         """Insert in one statement; an active duplicate (also within ``jobs``) yields its id."""
         if len(jobs) == 1:
-            return [await self._insert_one(jobs[0], now)]
+            return [await self.insert_job(jobs[0], now)]
         batch = [(job, now) for job in jobs]
 
         def insert(conn: sqlite3.Connection) -> list[JobId]:
@@ -183,7 +183,8 @@ class SQLiteStorage:
         self._publish(lambda: _enqueued_events(batch, ids))
         return ids
 
-    async def _insert_one(self, job: NewJob, now: float) -> JobId:
+    async def insert_job(self, job: NewJob, now: float) -> JobId:
+        """Insert one job; concurrent callers sharing a transaction share one statement."""
         params = (
             job.job_type,
             job.target_id,
