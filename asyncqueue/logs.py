@@ -20,7 +20,11 @@ def get_logger(name: str = "asyncqueue", **initial: Any) -> Any:
     """A bound logger for ``name`` with ``initial`` context, honouring the app's config."""
     global _quiet
     if structlog.is_configured():
-        return structlog.get_logger(name, **initial)
+        # bind() resolves structlog's lazy proxy now: left lazy, every call (even a debug
+        # event the level filters out) builds a new logger unless the app configured
+        # cache_logger_on_first_use, which is off by default (measured: 15 % of a worker's
+        # throughput with no-op jobs).
+        return structlog.get_logger(name, **initial).bind()
     if _quiet is None:
         _quiet = structlog.wrap_logger(
             structlog.PrintLogger(sys.stderr),

@@ -1,0 +1,65 @@
+"""Logging: asyncqueue's events go through the app's structlog pipeline when it has one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import LogCapture
+
+from asyncqueue import JobQueue, ManualClock, QueueWorker
+
+
+class Failing(QueueWorker):
+    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+        raise RuntimeError("boom")
+
+
+@pytest.fixture
+def captured() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    structlog.configure(
+        processors=[capture],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+    )
+    try:
+        yield capture
+    finally:
+        structlog.reset_defaults()
+
+
+async def test_events_reach_the_pipeline_the_app_configured(
+    captured: LogCapture, db_path: Path, clock: ManualClock
+) -> None:
+    async with JobQueue(db_path, clock=clock) as queue:
+        job_id = await queue.enqueue("t", "x", max_retries=0)
+        await Failing(queue, worker_id="w").run_until_idle()
+
+    events = [(e["event"], e.get("job_id")) for e in captured.entries]
+    assert ("job.enqueued", job_id) in events
+    assert ("job.started", job_id) in events
+    failed = [e for e in captured.entries if e["event"] == "job.attempt_failed"]
+    assert len(failed) == 1
+    assert failed[0]["log_level"] == "warning"
+    assert failed[0]["job_type"] == "t"
+
+
+async def test_a_filtered_level_is_not_logged(db_path: Path, clock: ManualClock) -> None:
+    capture = LogCapture()
+    structlog.configure(
+        processors=[capture],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+    try:
+        async with JobQueue(db_path, clock=clock) as queue:
+            await queue.enqueue("t", "x", max_retries=0)
+            await Failing(queue, worker_id="w").run_until_idle()
+    finally:
+        structlog.reset_defaults()
+
+    assert {e["log_level"] for e in capture.entries} <= {"warning", "error", "critical"}
+    assert any(e["event"] == "job.attempt_failed" for e in capture.entries)
