@@ -71,11 +71,16 @@ async def test_a_job_of_a_killed_worker_is_recovered_and_completed_exactly_once(
 
             async def blockers_started() -> bool:
                 assert proc.poll() is None, process_log(tmp_path)
-                return all((markers / f"{t}.started").exists() for t in blockers)
+                if not all((markers / f"{t}.started").exists() for t in blockers):
+                    return False
+                # A worker records outcomes in batches: wait until the quick jobs' completions
+                # are committed, so that the jobs it dies with are exactly the two blockers.
+                done = [await queue.get_job(ids[t]) for t in early]
+                return all(job is not None and job.status is JobStatus.COMPLETED for job in done)
 
             await wait_until(
                 blockers_started,
-                "both blockers to start",
+                "both blockers to start and the quick jobs' completions to be committed",
                 DEADLINE,
                 interval=0.02,
                 detail=lambda: process_log(tmp_path),
