@@ -285,3 +285,26 @@ async def test_history_follows_each_queue_setting_on_a_shared_file(db_path: Path
             db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
             == 0
         )
+
+
+async def test_history_is_still_recorded_after_a_restore(queue: JobQueue, tmp_path: Path) -> None:
+    """Restoring a backup replaces the file's content under the writer: its triggers stay."""
+    before = await queue.enqueue("t", "before")
+    backup = tmp_path / "backup.db"
+    await queue.backup(str(backup))
+    await queue.enqueue("t", "lost-by-the-restore")
+
+    await queue.restore(str(backup))
+    after = await queue.enqueue("t", "after")
+    await Outcomes(queue, [True, True]).run_until_idle()
+
+    assert kinds(await queue.get_job_history(before)) == [
+        ("enqueued", "pending"),
+        ("claimed", "processing"),
+        ("completed", "completed"),
+    ]
+    assert kinds(await queue.get_job_history(after)) == [
+        ("enqueued", "pending"),
+        ("claimed", "processing"),
+        ("completed", "completed"),
+    ]
