@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -499,25 +499,22 @@ def insert_many(conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]])
     last = first(conn, sql.LAST_JOB_ID)
     before = 0 if last is None else int(last[0])
     inserted = 0
-    start = 0
-    for size in sql.INSERT_ROWS_PER_STATEMENT:
-        while len(batch) - start >= size:
-            params: list[Any] = []
-            for job, at in batch[start : start + size]:
-                params += (
-                    job.job_type,
-                    job.target_id,
-                    job.priority,
-                    job.max_retries,
-                    job.metadata_json,
-                    at,
-                    job.run_at,
-                    at,
-                )
-            cursor = conn.execute(sql.INSERT_ROWS[size], params)
-            inserted += cursor.rowcount
-            cursor.close()
-            start += size
+    for size, chunk in _chunks(batch, sql.INSERT_ROWS_PER_STATEMENT):
+        params: list[Any] = []
+        for job, at in chunk:
+            params += (
+                job.job_type,
+                job.target_id,
+                job.priority,
+                job.max_retries,
+                job.metadata_json,
+                at,
+                job.run_at,
+                at,
+            )
+        cursor = conn.execute(sql.INSERT_ROWS[size], params)
+        inserted += cursor.rowcount
+        cursor.close()
     if inserted == len(batch):
         return [JobId(before + 1 + index, True) for index in range(inserted)]
     ids: list[JobId] = []
@@ -532,11 +529,21 @@ def insert_many(conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]])
 
 def record_events(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
     """Insert history rows, a few per statement."""
+    for size, chunk in _chunks(events, sql.EVENT_ROWS_PER_STATEMENT):
+        params = [value for event in chunk for value in event[:8]]
+        conn.execute(sql.INSERT_EVENTS[size], params)
+
+
+def _chunks(items: Sequence[T], sizes: Sequence[int]) -> Iterator[tuple[int, Sequence[T]]]:
+    """Cut ``items`` into runs of the given sizes, largest first (``sizes`` ends with 1).
+
+    Each size has one prepared multi-row statement, so a batch of any length runs as a few
+    of them instead of one statement of a never-seen size.
+    """
     start = 0
-    for size in sql.EVENT_ROWS_PER_STATEMENT:
-        while len(events) - start >= size:
-            params = [value for event in events[start : start + size] for value in event[:8]]
-            conn.execute(sql.INSERT_EVENTS[size], params)
+    for size in sizes:
+        while len(items) - start >= size:
+            yield size, items[start : start + size]
             start += size
 
 
@@ -591,22 +598,11 @@ def _claimed_events(
 def _outcome_statements(finished: Sequence[FinishedJob], now: float) -> list[tuple[str, list[Any]]]:
     """The outcome UPDATEs for ``finished``, a few rows each, parameters already flat."""
     statements: list[tuple[str, list[Any]]] = []
-    start = 0
-    for size in sql.FINISH_ROWS_PER_STATEMENT:
-        while len(finished) - start >= size:
-            params: list[Any] = []
-            for f in finished[start : start + size]:
-                params += (
-                    f.job_id,
-                    f.token,
-                    f.status.value,
-                    f.run_at,
-                    f.error,
-                    f.counts_retry,
-                    now,
-                )
-            statements.append((sql.FINISH_ROWS[size], params))
-            start += size
+    for size, chunk in _chunks(finished, sql.FINISH_ROWS_PER_STATEMENT):
+        params: list[Any] = []
+        for f in chunk:
+            params += (f.job_id, f.token, f.status.value, f.run_at, f.error, f.counts_retry, now)
+        statements.append((sql.FINISH_ROWS[size], params))
     return statements
 
 

@@ -11,8 +11,8 @@ import asyncio
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -215,21 +215,28 @@ class SQLiteWriter:
         self._wakeup.set()
         return await future
 
-    async def _commit_alone(self, fn: ThreadFunction[T]) -> T:
+    @contextmanager
+    def _occupied(self) -> Iterator[None]:
+        """Count a transaction that is in the connection's thread or queued for it."""
         self._in_thread += 1
         self._idle.clear()
         try:
-            ok, value = (await self._apply_with_busy_retry([WriteUnit(fn, True)]))[0]
-            if ok:  # a failed write was rolled back: nothing committed
-                self._committed()
-        except Exception as exc:
-            raise translate_error(exc, self._path) from exc
+            yield
         finally:
             self._in_thread -= 1
             if not self._in_thread:
                 self._idle.set()
                 if self._inbox:
                     self._wakeup.set()
+
+    async def _commit_alone(self, fn: ThreadFunction[T]) -> T:
+        with self._occupied():
+            try:
+                ok, value = (await self._apply_with_busy_retry([WriteUnit(fn, True)]))[0]
+                if ok:  # a failed write was rolled back: nothing committed
+                    self._committed()
+            except Exception as exc:
+                raise translate_error(exc, self._path) from exc
         if ok:
             result: T = value
             return result
@@ -254,11 +261,8 @@ class SQLiteWriter:
             while self._inbox and self._idle.is_set():
                 batch = self._take_batch()
                 if batch:
-                    self._idle.clear()
-                    try:
+                    with self._occupied():
                         await self._commit(batch)
-                    finally:
-                        self._idle.set()
             if self._closing and not self._inbox:
                 await self._idle.wait()
                 return

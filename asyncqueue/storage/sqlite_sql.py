@@ -146,7 +146,7 @@ _JOB_COLUMNS = (
     "lease_expires_at"
 )
 
-# No RETURNING: it costs about a fifth of an insert (an ephemeral table cleared per row).
+# No RETURNING: it cost about a fifth of a multi-row insert (6.2 against 4.9 us a row).
 # The writer holds the write lock, so the new ids follow from the table's AUTOINCREMENT
 # sequence (see LAST_JOB_ID) and the count of rows inserted.
 INSERT_JOB = """
