@@ -263,7 +263,11 @@ class QueueWorker:
             ahead = 0 if stopping else self._claim_ahead()
             free = 0 if stopping else self.concurrency + ahead - self._running - len(self._ready)
             claim = free if free > 0 and self._maybe_new_work else 0
-            if finished or claim:
+            # A claim alone waits while claimed jobs are still queued (the next round trip
+            # carries their outcomes and the claim): a new-work notification, such as this
+            # worker's own commit seen in the WAL file, must not cost a round trip during
+            # which the runners work through the queue without handing back the loop.
+            if finished or (claim and not self._ready):
                 # Half of what the worker may hold: runners hand back the event loop once
                 # this many outcomes wait (see _runner), so the next exchange goes out while
                 # the other claimed jobs keep them busy.

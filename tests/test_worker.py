@@ -210,6 +210,32 @@ async def test_jobs_longer_than_the_claim_ahead_limit_are_never_claimed_ahead(
     assert max(worker.leased) <= 2
 
 
+class Instant(QueueWorker):
+    """Jobs that never await: a runner only gives the event loop back when it chooses to."""
+
+    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+        return True
+
+
+async def test_outcomes_go_out_while_claimed_jobs_are_still_waiting_to_run(
+    queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The round trip overlaps the jobs: a runner does not drain the buffer before it."""
+    await queue.enqueue_many([{"job_type": "work", "target_id": f"t{i}"} for i in range(100)])
+    worker = Instant(queue, concurrency=20)
+    sent: list[tuple[int, int]] = []  # (outcomes in the round trip, jobs still waiting)
+    original = queue.finish_and_claim
+
+    async def watched(finished: Any, **kwargs: Any) -> Any:
+        sent.append((len(finished), len(worker._ready)))
+        return await original(finished, **kwargs)
+
+    monkeypatch.setattr(queue, "finish_and_claim", watched)
+    assert await worker.run_until_idle() == 100
+    assert any(outcomes and waiting for outcomes, waiting in sent), sent
+    assert (await queue.get_queue_stats()).completed_jobs == 100
+
+
 @pytest.mark.parametrize(
     ("average", "expected"),
     [
