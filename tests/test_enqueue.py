@@ -444,14 +444,15 @@ async def test_enqueue_many_refuses_a_non_iterable_with_validation_type_error(
     await assert_nothing_written(queue, db_path)
 
 
-@pytest.mark.parametrize(
-    "override",
-    [
-        pytest.param({"job_type": "t\ud800"}, id="job_type"),
-        pytest.param({"target_id": "\udc00"}, id="target_id"),
-        pytest.param({"metadata": {"k": "\ud800"}}, id="metadata-value"),
-    ],
-)
+#: Arguments holding lone surrogates, which no UTF-8 column can store.
+INVALID_UNICODE = [
+    pytest.param({"job_type": "t\ud800"}, id="job_type"),
+    pytest.param({"target_id": "\udc00"}, id="target_id"),
+    pytest.param({"metadata": {"k": "\ud800"}}, id="metadata-value"),
+]
+
+
+@pytest.mark.parametrize("override", INVALID_UNICODE)
 async def test_text_that_is_not_valid_unicode_writes_nothing(
     queue: JobQueue, db_path: Path, override: dict[str, Any]
 ) -> None:
@@ -461,14 +462,7 @@ async def test_text_that_is_not_valid_unicode_writes_nothing(
     await assert_nothing_written(queue, db_path)
 
 
-@pytest.mark.parametrize(
-    "override",
-    [
-        pytest.param({"job_type": "t\ud800"}, id="job_type"),
-        pytest.param({"target_id": "\udc00"}, id="target_id"),
-        pytest.param({"metadata": {"k": "\ud800"}}, id="metadata-value"),
-    ],
-)
+@pytest.mark.parametrize("override", INVALID_UNICODE)
 async def test_text_that_is_not_valid_unicode_raises_validation_error(
     queue: JobQueue, override: dict[str, Any]
 ) -> None:
