@@ -51,6 +51,8 @@ class SQLiteStorage:
         self._writer: SQLiteWriter | None = None
         self._reads: ReadPool | None = None
         self._history = settings.record_history
+        #: A commit under NORMAL only writes to the WAL: brief enough for the event loop.
+        self._brief_commits = settings.synchronous == "NORMAL"
         #: Receives, in the event loop after each commit, the transitions the write made.
         self.event_sink: EventSink | None = None
 
@@ -64,7 +66,7 @@ class SQLiteStorage:
     async def open(self) -> None:
         """Connect the writer, create or migrate the schema, then open the read pool."""
         s = self._settings
-        writer_conn = await self._connect(query_only=False)
+        writer_conn = await self._connect(query_only=False, any_thread=self._brief_commits)
         readers: list[aiosqlite.Connection] = []
         try:
             await run_in_thread(writer_conn, self._prepare)
@@ -76,14 +78,18 @@ class SQLiteStorage:
                 await conn.close()
             raise
         self._writer = SQLiteWriter(
-            writer_conn, self._path, busy_retries=s.busy_retries, busy_timeout=s.busy_timeout
+            writer_conn,
+            self._path,
+            busy_retries=s.busy_retries,
+            busy_timeout=s.busy_timeout,
+            brief_commits=self._brief_commits,
         )
         self._writer.on_commit = self._checkpointer.committed
         self._writer.start()
         self._reads = ReadPool(readers, self._path)
         self._writer_conn = writer_conn
 
-    async def _connect(self, *, query_only: bool) -> aiosqlite.Connection:
+    async def _connect(self, *, query_only: bool, any_thread: bool = False) -> aiosqlite.Connection:
         s = self._settings
         try:
             return await connect(
@@ -91,6 +97,7 @@ class SQLiteStorage:
                 busy_timeout=s.busy_timeout,
                 synchronous=s.synchronous,
                 query_only=query_only,
+                any_thread=any_thread,
             )
         except sqlite3.Error as exc:
             raise DatabaseOpenError(_open_failure(exc), self._path) from exc
@@ -208,7 +215,9 @@ class SQLiteStorage:
 
         # Concurrent single enqueues that share a transaction go in as one statement.
         merge = Mergeable("insert_job", (job, now), insert_many)
-        job_id = await self._write_side().submit(insert, single_statement=True, merge=merge)
+        job_id = await self._write_side().submit(
+            insert, single_statement=True, merge=merge, brief=True
+        )
         self._publish(lambda: _enqueued_events([(job, now)], [job_id]))
         return job_id
 

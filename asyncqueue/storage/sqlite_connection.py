@@ -50,11 +50,20 @@ def is_busy(exc: BaseException) -> bool:
 
 
 async def connect(
-    path: str, *, busy_timeout: float, synchronous: str, query_only: bool
+    path: str,
+    *,
+    busy_timeout: float,
+    synchronous: str,
+    query_only: bool,
+    any_thread: bool = False,
 ) -> aiosqlite.Connection:
-    """Open one connection with the queue's PRAGMAs; raise the driver's error on failure."""
+    """Open one connection with the queue's PRAGMAs; raise the driver's error on failure.
+
+    ``any_thread`` lets the event loop's thread use the connection too, while the
+    connection's own thread has nothing of it in hand (the writer's brief commits).
+    """
     connection = aiosqlite.connect(
-        path, timeout=busy_timeout, isolation_level=None, check_same_thread=True
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=not any_thread
     )
     # aiosqlite's thread is non-daemon: a queue the app never closed (or the module-level
     # fallback queue) would otherwise keep the interpreter from exiting. Committed data is
@@ -146,6 +155,10 @@ class WriteUnit(Generic[T]):
     merge: Mergeable[T] | None = None
 
 
+class _LockTaken(Exception):
+    """Another connection holds the write lock; nothing was written."""
+
+
 @dataclass(slots=True)
 class _Submission(Generic[T]):
     unit: WriteUnit[T]
@@ -156,7 +169,8 @@ class SQLiteWriter:
     """The one writer per queue. Callers submit functions; each batch is one transaction.
 
     When the writer is idle a submission is committed at once from the caller's own task
-    (one thread hop, nothing else in the way). While a commit is in flight, submissions
+    (one thread hop, nothing else in the way); a brief one (one job's insert) is committed
+    on the event loop's own thread instead, which takes less time than the hop would. While a commit is in flight, submissions
     wait in the inbox and the writer task commits all of them together in the next
     transaction (group commit). Each submission of more than one statement runs inside its
     own SAVEPOINT, so one caller's failure rolls back only its own changes; a single
@@ -165,9 +179,21 @@ class SQLiteWriter:
     """
 
     def __init__(
-        self, conn: aiosqlite.Connection, path: str, *, busy_retries: int, busy_timeout: float
+        self,
+        conn: aiosqlite.Connection,
+        path: str,
+        *,
+        busy_retries: int,
+        busy_timeout: float,
+        brief_commits: bool = False,
     ) -> None:
         self._conn = conn
+        #: Whether brief writes may commit on the event loop's thread: only when a commit
+        #: is a write into the WAL, never an fsync (synchronous=NORMAL), and only on a
+        #: connection opened for use from any thread.
+        self._brief_commits = brief_commits
+        #: Set from a brief commit until the event loop's next turn.
+        self._brief_this_turn = False
         self._path = path
         self._busy_retries = busy_retries
         self._busy_timeout = busy_timeout
@@ -194,6 +220,7 @@ class SQLiteWriter:
         single_statement: bool = False,
         merge: Mergeable[T] | None = None,
         pipelined: bool = False,
+        brief: bool = False,
     ) -> T:
         """Run ``fn`` in a transaction and return its result once committed.
 
@@ -204,11 +231,24 @@ class SQLiteWriter:
         thread, as its own transaction, even while another is in flight: the thread starts
         it the moment the previous one commits instead of after a round trip through the
         event loop. Others waiting in the inbox keep their turn: a pipelined write queues
-        behind them.
+        behind them. ``brief`` marks a write of a few rows, which the caller may commit
+        itself on the event loop's thread when the writer is idle (see :meth:`_commit_here`).
         """
         if self._closing:
             raise QueueClosedError(f"the queue at {self._path} is closed")
-        if not self._inbox and (pipelined or self._idle.is_set()):
+        # After a brief commit in this turn of the loop, a caller is one of several at
+        # once: it waits in the inbox so the writer task commits the rest of them together.
+        if not self._inbox and not self._brief_this_turn and (pipelined or self._idle.is_set()):
+            if brief and self._brief_commits:
+                try:
+                    value = self._commit_here(fn)
+                except _LockTaken:
+                    pass  # another process writes: wait for the lock off the loop
+                else:
+                    # Give the loop its turn, as the hop would have: a loop of enqueues
+                    # must not starve the app's other tasks.
+                    await asyncio.sleep(0)
+                    return value
             return await self._commit_alone(fn)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._inbox.append(_Submission(WriteUnit(fn, single_statement, merge), future))
@@ -241,6 +281,35 @@ class SQLiteWriter:
             result: T = value
             return result
         raise translate_error(value, self._path)
+
+    def _commit_here(self, fn: ThreadFunction[T]) -> T:
+        """Commit ``fn`` on the event loop's thread; raise _LockTaken if the lock is taken.
+
+        Only called while nothing holds the connection and no submission waits, so the
+        connection's thread has nothing of it in hand. Under synchronous=NORMAL the commit
+        appends a few pages to the WAL and returns: measured at 55 to 60 us for one job
+        with its history row, less than the thread hop it saves (about 90 us on a 2-core
+        VM). A commit never waits here: if another process holds the write lock, the
+        caller takes the thread path, which waits and retries off the loop.
+        """
+        self._brief_this_turn = True
+        asyncio.get_running_loop().call_soon(self._end_brief_turn)
+        try:
+            ok, value = apply_group(self._conn._conn, [WriteUnit(fn, True)], busy_timeout=0.0)[0]
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise _LockTaken from exc
+            raise translate_error(exc, self._path) from exc
+        except Exception as exc:
+            raise translate_error(exc, self._path) from exc
+        if not ok:  # rolled back: nothing committed
+            raise translate_error(value, self._path)
+        self._committed()
+        result: T = value
+        return result
+
+    def _end_brief_turn(self) -> None:
+        self._brief_this_turn = False
 
     def _committed(self) -> None:
         if self.on_commit is not None:
@@ -352,7 +421,7 @@ def begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:
             now = time.monotonic()
             if deadline is None:
                 deadline = now + busy_timeout
-            elif now >= deadline:
+            if now >= deadline:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.0005)

@@ -1,0 +1,190 @@
+"""Brief commits: one enqueue on an idle queue commits on the event loop's own thread.
+
+Under synchronous=NORMAL a commit only appends to the WAL, and one job's insert takes less
+time than the thread hop it would otherwise need. These tests pin down what must still hold:
+
+- the job is committed (visible to another connection) when ``enqueue`` returns;
+- FULL (a commit is an fsync) keeps every write off the loop;
+- a loop of enqueues still gives the app's other tasks their turn;
+- concurrent enqueues still share transactions (group commit);
+- another process holding the write lock never blocks the loop: the enqueue waits in the
+  writer's thread, commits once the lock is free, or fails with DatabaseBusyError having
+  written nothing;
+- a write the database rejects is rolled back and the next one commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncqueue import JobQueue, ManualClock
+from asyncqueue.errors import DatabaseBusyError, DatabaseError
+from asyncqueue.storage import sqlite_connection
+from asyncqueue.storage.sqlite import SQLiteStorage
+from asyncqueue.validation import NewJob
+
+
+def storage_of(queue: JobQueue) -> SQLiteStorage:
+    storage = queue._storage
+    assert isinstance(storage, SQLiteStorage)
+    return storage
+
+
+def committed_targets(db: Path) -> list[str]:
+    """Target ids committed to the file, read through a connection of its own."""
+    with closing(sqlite3.connect(db)) as conn:
+        return [row[0] for row in conn.execute("SELECT target_id FROM jobs ORDER BY id")]
+
+
+class WriterHops:
+    """Counts the writer connection's trips to its thread."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, queue: JobQueue) -> None:
+        self.count = 0
+        writer_conn = storage_of(queue)._write_side()._conn
+        original = sqlite_connection.run_in_thread
+
+        async def counting(conn: Any, fn: Any) -> Any:
+            if conn is writer_conn:
+                self.count += 1
+            return await original(conn, fn)
+
+        monkeypatch.setattr(sqlite_connection, "run_in_thread", counting)
+
+
+class CountedCommits:
+    def __init__(self, queue: JobQueue) -> None:
+        self.count = 0
+        self._writer = storage_of(queue)._write_side()
+        self._original = self._writer.on_commit
+        self._writer.on_commit = self._committed
+
+    def _committed(self) -> None:
+        self.count += 1
+        if self._original is not None:
+            self._original()
+
+
+@contextmanager
+def write_lock_held_elsewhere(db: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection (as another process would) holds the write lock until the end."""
+    with closing(sqlite3.connect(db, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("UPDATE jobs SET priority = priority WHERE 0")
+        try:
+            yield other
+        finally:
+            if other.in_transaction:
+                other.execute("COMMIT")
+
+
+async def test_an_enqueue_on_an_idle_queue_is_committed_without_a_thread_hop(
+    queue: JobQueue, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops = WriterHops(monkeypatch, queue)
+    ids = []
+    for i in range(20):
+        job_id = await queue.enqueue("brief", str(i))
+        assert job_id.created
+        ids.append(int(job_id))
+        # Committed, not merely written: another connection sees it at once.
+        assert committed_targets(db_path) == [str(k) for k in range(i + 1)]
+    assert hops.count == 0
+    # A duplicate is answered the same way, with the existing job's id.
+    again = await queue.enqueue("brief", "3")
+    assert not again.created
+    assert int(again) == ids[3]
+    assert hops.count == 0
+
+
+async def test_under_full_every_commit_stays_off_the_event_loop(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with JobQueue(db_path, synchronous="FULL") as queue:
+        hops = WriterHops(monkeypatch, queue)
+        for i in range(5):
+            await queue.enqueue("full", str(i))
+        assert hops.count == 5
+    assert committed_targets(db_path) == [str(i) for i in range(5)]
+
+
+async def test_a_loop_of_enqueues_gives_other_tasks_their_turn(queue: JobQueue) -> None:
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(other_task())
+    await asyncio.sleep(0)
+    try:
+        before = turns
+        for i in range(50):
+            await queue.enqueue("loop", str(i))
+        assert turns - before >= 50
+    finally:
+        ticker.cancel()
+
+
+async def test_concurrent_enqueues_still_share_transactions(queue: JobQueue, db_path: Path) -> None:
+    commits = CountedCommits(queue)
+    ids = await asyncio.gather(*(queue.enqueue("group", str(i)) for i in range(50)))
+    assert all(job_id.created for job_id in ids)
+    assert len(set(ids)) == 50
+    # The first commits alone on the loop; the 49 who came in the same turn go together.
+    assert commits.count == 2
+    assert sorted(committed_targets(db_path), key=int) == [str(i) for i in range(50)]
+
+
+async def test_a_lock_held_by_another_process_never_blocks_the_loop(
+    queue: JobQueue, db_path: Path
+) -> None:
+    await queue.enqueue("before", "0")
+    with write_lock_held_elsewhere(db_path) as other:
+        waiting = asyncio.create_task(queue.enqueue("while-locked", "1"))
+        # The loop keeps running while the enqueue waits for the lock in the writer's thread.
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert not waiting.done()
+        assert committed_targets(db_path) == ["0"]
+        other.execute("COMMIT")
+        job_id = await waiting
+    assert job_id.created
+    assert committed_targets(db_path) == ["0", "1"]
+    # Once the lock is free, enqueues commit on the loop again.
+    assert (await queue.enqueue("after", "2")).created
+
+
+async def test_a_lock_held_throughout_fails_with_busy_error_and_writes_nothing(
+    db_path: Path,
+) -> None:
+    async with JobQueue(db_path, busy_timeout=0.05, busy_retries=2) as queue:
+        await queue.enqueue("before", "0")
+        with write_lock_held_elsewhere(db_path), pytest.raises(DatabaseBusyError):
+            await queue.enqueue("while-locked", "1")
+        assert committed_targets(db_path) == ["0"]
+        assert (await queue.enqueue("after", "2")).created
+    assert committed_targets(db_path) == ["0", "2"]
+
+
+async def test_a_brief_write_the_database_rejects_is_rolled_back(
+    queue: JobQueue, db_path: Path, clock: ManualClock
+) -> None:
+    storage = storage_of(queue)
+    now = clock.now()
+    await queue.enqueue("good", "0")
+    with pytest.raises(DatabaseError) as rejected:
+        await storage.insert_job(NewJob("bad", "x", 5, 3, "{not json", now), now)
+    assert isinstance(rejected.value.__cause__, sqlite3.IntegrityError)
+    assert not storage._write_side()._conn._conn.in_transaction
+    assert (await queue.enqueue("good", "1")).created
+    assert committed_targets(db_path) == ["0", "1"]
