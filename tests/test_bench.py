@@ -89,6 +89,27 @@ def test_json_has_every_phase_at_both_durabilities(bench_run: dict[str, Any]) ->
 
 
 @pytest.mark.timeout(60)
+def test_depth_compares_each_case_with_the_base_case_round_by_round(
+    bench_run: dict[str, Any],
+) -> None:
+    report = bench_run["json"]
+    assert report is not None
+    assert report["settings"]["depth_rounds"] == 2  # --quick
+    for result in report["results"]:
+        if result["phase"] != "depth":
+            continue
+        metrics = result["metrics"]
+        for measure in ("process", "enqueue_seq", "enqueue_conc"):
+            for case in ("small_pending", "small_completed"):
+                low, mid, high = (
+                    metrics[f"{measure}_{case}_{kind}jobs_s"] for kind in ("min_", "", "max_")
+                )
+                assert 0 < low <= mid <= high, (measure, case, low, mid, high)
+            assert metrics[f"{measure}_small_completed_vs_small_pct"] > 0
+            assert f"{measure}_small_pending_vs_small_pct" not in metrics
+
+
+@pytest.mark.timeout(60)
 def test_table_and_progress_are_printed(bench_run: dict[str, Any]) -> None:
     done = bench_run["done"]
     assert "| phase | measure | NORMAL | FULL | checks |" in done.stdout

@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--depth-cases", type=_depth_cases, default=None, help=", ".join(DEPTH_CASES)
     )
+    parser.add_argument(
+        "--depth-rounds",
+        type=_positive,
+        default=None,
+        help="drains per depth case, taken in turns (3; --quick: 2)",
+    )
     parser.add_argument("--poll-interval", type=float, default=None, help="QueueWorker's")
     parser.add_argument("--stall-timeout", type=float, default=60.0, help="seconds")
     parser.add_argument("--keep-files", action="store_true", help="keep the database files")
@@ -69,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     depth_small = args.depth_small
     if depth_small is None:
         depth_small = min(10_000, 10 * args.n) if args.quick else 10_000
+    depth_rounds = args.depth_rounds or (2 if args.quick else 3)
     directory = args.dir or Path(tempfile.mkdtemp(prefix="asyncqueue-bench-"))
     return BenchConfig(
         directory=directory,
@@ -86,6 +93,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         depth_small=depth_small,
         depth_big=args.depth_big,
         depth_cases=depth_cases,
+        depth_rounds=depth_rounds,
         poll_interval=args.poll_interval,
         stall_timeout=args.stall_timeout,
         keep_files=args.keep_files,

@@ -59,6 +59,7 @@ class BenchConfig:
     depth_small: int = 10_000
     depth_big: int = 1_000_000
     depth_cases: tuple[str, ...] = DEFAULT_DEPTH_CASES
+    depth_rounds: int = 3
     fill_concurrency: int = 200
     poll_interval: float | None = None
     stall_timeout: float = 60.0
@@ -82,6 +83,7 @@ class BenchConfig:
             "depth_small": self.depth_small,
             "depth_big": self.depth_big,
             "depth_cases": list(self.depth_cases),
+            "depth_rounds": self.depth_rounds,
             "poll_interval": "library default"
             if self.poll_interval is None
             else self.poll_interval,

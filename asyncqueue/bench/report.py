@@ -42,7 +42,7 @@ def _header(report: BenchReport) -> list[str]:
         ),
         (
             f"          depth cases {', '.join(c.depth_cases)} (small={c.depth_small:,}, "
-            f"big={c.depth_big:,}); files in {c.directory}"
+            f"big={c.depth_big:,}), {c.depth_rounds} rounds; files in {c.directory}"
         ),
     ]
 
