@@ -4,7 +4,8 @@ Under synchronous=NORMAL a commit only appends to the WAL, and one job's insert 
 time than the thread hop it would otherwise need. These tests pin down what must still hold:
 
 - the job is committed (visible to another connection) when ``enqueue`` returns;
-- FULL (a commit is an fsync) keeps every write off the loop;
+- FULL (a commit is an fsync) keeps every write off the loop, and so does a job with
+  metadata larger than a page;
 - a loop of enqueues still gives the app's other tasks their turn;
 - concurrent enqueues still share transactions (group commit);
 - another process holding the write lock never blocks the loop: the enqueue waits in the
@@ -27,7 +28,7 @@ import pytest
 from asyncqueue import JobQueue, ManualClock
 from asyncqueue.errors import DatabaseBusyError, DatabaseError
 from asyncqueue.storage import sqlite_connection
-from asyncqueue.storage.sqlite import SQLiteStorage
+from asyncqueue.storage.sqlite import BRIEF_METADATA_CHARS, SQLiteStorage
 from asyncqueue.validation import NewJob
 
 
@@ -102,6 +103,18 @@ async def test_an_enqueue_on_an_idle_queue_is_committed_without_a_thread_hop(
     assert not again.created
     assert int(again) == ids[3]
     assert hops.count == 0
+
+
+async def test_an_enqueue_with_large_metadata_is_written_in_the_writers_thread(
+    queue: JobQueue, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops = WriterHops(monkeypatch, queue)
+    small = {"text": "x" * (BRIEF_METADATA_CHARS - len('{"text":""}'))}
+    await queue.enqueue("meta", "small", metadata=small)
+    assert hops.count == 0
+    await queue.enqueue("meta", "large", metadata={"text": "x" * BRIEF_METADATA_CHARS})
+    assert hops.count == 1
+    assert committed_targets(db_path) == ["small", "large"]
 
 
 async def test_under_full_every_commit_stays_off_the_event_loop(

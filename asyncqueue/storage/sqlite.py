@@ -42,6 +42,11 @@ from asyncqueue.validation import NewJob
 T = TypeVar("T")
 
 
+#: Largest metadata (JSON characters) of an enqueue the event loop may commit itself: a row
+#: that fits in one page. A larger one is validated and written in the writer's thread.
+BRIEF_METADATA_CHARS = 2048
+
+
 class SQLiteStorage:
     """Jobs in one SQLite file: one writer connection (group commit) and a read pool."""
 
@@ -216,7 +221,10 @@ class SQLiteStorage:
         # Concurrent single enqueues that share a transaction go in as one statement.
         merge = Mergeable("insert_job", (job, now), insert_many)
         job_id = await self._write_side().submit(
-            insert, single_statement=True, merge=merge, brief=True
+            insert,
+            single_statement=True,
+            merge=merge,
+            brief=len(job.metadata_json) <= BRIEF_METADATA_CHARS,
         )
         self._publish(lambda: _enqueued_events([(job, now)], [job_id]))
         return job_id
