@@ -170,12 +170,12 @@ class SQLiteWriter:
 
     When the writer is idle a submission is committed at once from the caller's own task
     (one thread hop, nothing else in the way); a brief one (one job's insert) is committed
-    on the event loop's own thread instead, which takes less time than the hop would. While a commit is in flight, submissions
-    wait in the inbox and the writer task commits all of them together in the next
-    transaction (group commit). Each submission of more than one statement runs inside its
-    own SAVEPOINT, so one caller's failure rolls back only its own changes; a single
-    statement is atomic on its own in SQLite. A caller is resolved only after the COMMIT
-    that carries its write.
+    on the event loop's own thread instead, which takes less time than the hop would.
+    While a commit is in flight, submissions wait in the inbox and the writer task commits
+    all of them together in the next transaction (group commit). Each submission of more
+    than one statement runs inside its own SAVEPOINT, so one caller's failure rolls back
+    only its own changes; a single statement is atomic on its own in SQLite. A caller is
+    resolved only after the COMMIT that carries its write.
     """
 
     def __init__(
