@@ -207,6 +207,12 @@ class JobQueue:
     ) -> JobId:
         """Add a job, unless an active job with the same ``(job_type, target_id)`` exists.
 
+        Returns once the job is committed. On an idle queue under ``synchronous="NORMAL"``,
+        a job with metadata of up to 2,048 JSON characters is committed on the event loop's
+        own thread (a WAL append of about 60 µs, shorter than a hop to the writer's thread);
+        otherwise, and whenever another process holds the write lock, the writer's thread
+        commits it.
+
         Args:
             job_type: a str, or a str-valued Enum member (its value is stored).
             target_id: what the job acts on (1-255 characters).
