@@ -201,3 +201,37 @@ async def test_a_brief_write_the_database_rejects_is_rolled_back(
     assert not storage._write_side()._conn._conn.in_transaction
     assert (await queue.enqueue("good", "1")).created
     assert committed_targets(db_path) == ["0", "1"]
+
+
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
+async def test_a_full_disk_fails_the_enqueue_that_hit_it_and_writes_none_of_it(
+    db_path: Path, synchronous: str
+) -> None:
+    """SQLITE_FULL (simulated with max_page_count) on the loop's commit and on the thread's."""
+    async with JobQueue(db_path, synchronous=synchronous) as queue:
+        writer_conn = storage_of(queue)._write_side()._conn
+
+        async def on_writer(statement: str) -> Any:
+            def run(conn: sqlite3.Connection) -> Any:
+                return conn.execute(statement).fetchone()
+
+            return await sqlite_connection.run_in_thread(writer_conn, run)
+
+        pages = (await on_writer("PRAGMA page_count"))[0]
+        await on_writer(f"PRAGMA max_page_count = {pages + 2}")
+        accepted: list[str] = []
+
+        async def fill_until_full() -> None:
+            for i in range(10_000):
+                await queue.enqueue("fill", str(i), metadata={"pad": "x" * 500})
+                accepted.append(str(i))
+
+        with pytest.raises(DatabaseError, match="full") as full:
+            await fill_until_full()
+        assert isinstance(full.value.__cause__, sqlite3.OperationalError)
+        assert accepted  # some went in before the file was full
+        assert not writer_conn._conn.in_transaction
+        assert committed_targets(db_path) == accepted
+        await on_writer("PRAGMA max_page_count = 1073741823")
+        assert (await queue.enqueue("after", "x")).created
+    assert committed_targets(db_path) == [*accepted, "x"]
