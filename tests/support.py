@@ -14,11 +14,19 @@ from typing import Any
 import pytest
 
 from asyncqueue import Job, JobQueue, JobStatus, ManualClock, QueueWorker
+from asyncqueue.storage.sqlite import SQLiteStorage
 
 WORKER_SCRIPT = Path(__file__).with_name("worker_process.py")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Real seconds a test waits for something that should happen at once.
 DEADLINE = 10.0
+
+
+def sqlite_storage(queue: JobQueue) -> SQLiteStorage:
+    """The queue's SQLite backend, for tests that look beneath the public API."""
+    storage = queue._storage
+    assert isinstance(storage, SQLiteStorage)
+    return storage
 
 
 class WatchedClock(ManualClock):

@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Recording
+from support import Recording, sqlite_storage
 
 from asyncqueue import JobQueue, JobStatus, ManualClock
 from asyncqueue.errors import AsyncQueueError, DatabaseError
 from asyncqueue.job import ClaimedJob, JobId
 from asyncqueue.storage import sqlite_sql as sql
 from asyncqueue.storage.base import FinishedJob, Strategy
-from asyncqueue.storage.sqlite import SQLiteStorage
 from asyncqueue.storage.sqlite_connection import SQLiteWriter, rows
 from asyncqueue.validation import NewJob
 
@@ -52,12 +51,6 @@ def raw_jobs(db: Path) -> dict[int, dict[str, Any]]:
     with closing(sqlite3.connect(db)) as conn:
         conn.row_factory = sqlite3.Row
         return {row["id"]: dict(row) for row in conn.execute("SELECT * FROM jobs ORDER BY id")}
-
-
-def sqlite_storage(queue: JobQueue) -> SQLiteStorage:
-    storage = queue._storage
-    assert isinstance(storage, SQLiteStorage)
-    return storage
 
 
 # -- batched completions ----------------------------------------------------------------

@@ -24,18 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import sqlite_storage
 
 from asyncqueue import JobQueue, ManualClock
 from asyncqueue.errors import DatabaseBusyError, DatabaseError
 from asyncqueue.storage import sqlite_connection
-from asyncqueue.storage.sqlite import BRIEF_METADATA_CHARS, SQLiteStorage
+from asyncqueue.storage.sqlite import BRIEF_METADATA_CHARS
 from asyncqueue.validation import NewJob
-
-
-def storage_of(queue: JobQueue) -> SQLiteStorage:
-    storage = queue._storage
-    assert isinstance(storage, SQLiteStorage)
-    return storage
 
 
 def committed_targets(db: Path) -> list[str]:
@@ -49,7 +44,7 @@ class WriterHops:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, queue: JobQueue) -> None:
         self.count = 0
-        writer_conn = storage_of(queue)._write_side()._conn
+        writer_conn = sqlite_storage(queue)._write_side()._conn
         original = sqlite_connection.run_in_thread
 
         async def counting(conn: Any, fn: Any) -> Any:
@@ -63,7 +58,7 @@ class WriterHops:
 class CountedCommits:
     def __init__(self, queue: JobQueue) -> None:
         self.count = 0
-        self._writer = storage_of(queue)._write_side()
+        self._writer = sqlite_storage(queue)._write_side()
         self._original = self._writer.on_commit
         self._writer.on_commit = self._committed
 
@@ -192,7 +187,7 @@ async def test_a_lock_held_throughout_fails_with_busy_error_and_writes_nothing(
 async def test_a_brief_write_the_database_rejects_is_rolled_back(
     queue: JobQueue, db_path: Path, clock: ManualClock
 ) -> None:
-    storage = storage_of(queue)
+    storage = sqlite_storage(queue)
     now = clock.now()
     await queue.enqueue("good", "0")
     with pytest.raises(DatabaseError) as rejected:
@@ -209,7 +204,7 @@ async def test_a_full_disk_fails_the_enqueue_that_hit_it_and_writes_none_of_it(
 ) -> None:
     """SQLITE_FULL (simulated with max_page_count) on the loop's commit and on the thread's."""
     async with JobQueue(db_path, synchronous=synchronous) as queue:
-        writer_conn = storage_of(queue)._write_side()._conn
+        writer_conn = sqlite_storage(queue)._write_side()._conn
 
         async def on_writer(statement: str) -> Any:
             def run(conn: sqlite3.Connection) -> Any:
