@@ -43,7 +43,7 @@ from asyncqueue.validation import (
     DEFAULT_PRIORITY,
     NewJob,
     build_new_job,
-    enqueue_item_arguments,
+    build_new_jobs,
     job_type_name,
 )
 
@@ -265,23 +265,12 @@ class JobQueue:
             )
         if self._state == "closed":
             raise QueueClosedError(f"the queue at {self.path} is closed")
-        new_jobs = []
-        now = self.clock.now()
-        default_max_retries = self.settings.max_retries
-        max_metadata_bytes = self.settings.max_metadata_bytes
-        for index, item in enumerate(items):
-            arguments = enqueue_item_arguments(item, index)
-            try:
-                new_jobs.append(
-                    build_new_job(
-                        **arguments,
-                        default_max_retries=default_max_retries,
-                        max_metadata_bytes=max_metadata_bytes,
-                        now=now,
-                    )
-                )
-            except ValidationError as exc:
-                raise type(exc)(f"item {index}: {exc}") from exc
+        new_jobs = build_new_jobs(
+            items,
+            default_max_retries=self.settings.max_retries,
+            max_metadata_bytes=self.settings.max_metadata_bytes,
+            now=self.clock.now(),
+        )
         if not new_jobs:
             return []
         return await self._insert(new_jobs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -203,3 +203,85 @@ def enqueue_item_arguments(item: object, index: int) -> dict[str, Any]:
         missing = sorted({"job_type", "target_id"} - set(item))
         raise ValidationError(f"item {index} is missing {missing}")
     return item if type(item) is dict else dict(item)
+
+
+#: Keys of an ``enqueue_many`` item that ``build_new_jobs`` checks inline; an item with any
+#: other key (delay, run_at) takes ``build_new_job``.
+_INLINE_FIELDS = frozenset({"job_type", "target_id", "priority", "max_retries", "metadata"})
+
+
+def build_new_jobs(
+    items: Iterable[object], *, default_max_retries: int, max_metadata_bytes: int, now: float
+) -> list[NewJob]:
+    """Validate ``enqueue_many`` items: the checks and errors of ``build_new_job``, per item.
+
+    The common item (a dict of job_type, target_id and perhaps priority, max_retries and
+    metadata, with values of the usual types) is checked inline: a call per field cost
+    more than half of an ``enqueue_many`` outside the database (2.1 against 0.8 us a job).
+    Any other item, and every value that fails a check, takes ``build_new_job``, which
+    raises the error.
+
+    Raises:
+        ValidationError: an item is invalid; the message starts with ``item N``.
+    """
+    jobs: list[NewJob] = []
+    append = jobs.append
+    valid_job_types = _valid_job_types
+    for index, item in enumerate(items):
+        if type(item) is dict and _INLINE_FIELDS.issuperset(item):
+            job_type = item.get("job_type")
+            target_id = item.get("target_id")
+            priority = item.get("priority", DEFAULT_PRIORITY)
+            max_retries = item.get("max_retries")
+            metadata = item.get("metadata")
+            if (
+                type(job_type) is str
+                and job_type in valid_job_types
+                and type(target_id) is str
+                and 0 < len(target_id) <= MAX_TARGET_ID_LENGTH
+                and target_id.isascii()
+                and not target_id.isspace()
+                and "\x00" not in target_id
+                and type(priority) is int
+                and MIN_PRIORITY <= priority <= MAX_PRIORITY
+                and (
+                    max_retries is None
+                    or (type(max_retries) is int and 0 <= max_retries <= MAX_RETRIES_LIMIT)
+                )
+            ):
+                if metadata is None or (type(metadata) is dict and not metadata):
+                    metadata_json = "{}"
+                else:
+                    try:
+                        metadata_json = encode_metadata(metadata, max_metadata_bytes)
+                    except ValidationError as exc:
+                        raise _at_item(exc, index) from exc
+                append(
+                    NewJob(
+                        job_type,
+                        target_id,
+                        priority,
+                        default_max_retries if max_retries is None else max_retries,
+                        metadata_json,
+                        now,
+                    )
+                )
+                continue
+        arguments = enqueue_item_arguments(item, index)
+        try:
+            append(
+                build_new_job(
+                    **arguments,
+                    default_max_retries=default_max_retries,
+                    max_metadata_bytes=max_metadata_bytes,
+                    now=now,
+                )
+            )
+        except ValidationError as exc:
+            raise _at_item(exc, index) from exc
+    return jobs
+
+
+def _at_item(exc: ValidationError, index: int) -> ValidationError:
+    """The same error, its message prefixed with the item's index."""
+    return type(exc)(f"item {index}: {exc}")

@@ -342,6 +342,9 @@ BAD_ARGUMENTS: list[Any] = [
     pytest.param({"target_id": "x" * 256}, ValidationError, id="target_id-256"),
     pytest.param({"target_id": 7}, ValidationTypeError, id="target_id-int"),
     pytest.param({"target_id": None}, ValidationTypeError, id="target_id-None"),
+    pytest.param({"target_id": "a\x00b"}, ValidationError, id="target_id-nul"),
+    pytest.param({"target_id": "report-\udcff"}, ValidationError, id="target_id-surrogate"),
+    pytest.param({"target_id": "\u3000"}, ValidationError, id="target_id-unicode-space"),
     # metadata
     pytest.param({"metadata": [1, 2]}, ValidationTypeError, id="metadata-list"),
     pytest.param({"metadata": "{}"}, ValidationTypeError, id="metadata-str"),
@@ -354,6 +357,7 @@ BAD_ARGUMENTS: list[Any] = [
     pytest.param({"metadata": {"big": "x" * 70_000}}, ValidationError, id="metadata-too-big"),
     # max_retries
     pytest.param({"max_retries": -1}, ValidationError, id="max_retries-negative"),
+    pytest.param({"max_retries": 1_000_001}, ValidationError, id="max_retries-over-limit"),
     pytest.param({"max_retries": True}, ValidationTypeError, id="max_retries-bool"),
     pytest.param({"max_retries": 1.5}, ValidationTypeError, id="max_retries-float"),
     pytest.param({"max_retries": "3"}, ValidationTypeError, id="max_retries-str"),
@@ -406,9 +410,55 @@ async def test_enqueue_many_refuses_one_bad_item_and_writes_none(
 
     with pytest.raises(ValidationError, match="item 1") as info:
         await queue.enqueue_many(items)
+    with pytest.raises(ValidationError) as alone:
+        await queue.enqueue(**items[1])
 
     check_error(info.value, expected)
+    assert type(info.value) is type(alone.value)
+    assert str(info.value) == f"item 1: {alone.value}"
     await assert_nothing_written(queue, db_path)
+
+
+class Label(str):
+    pass
+
+
+GOOD_ITEMS: list[Any] = [
+    pytest.param({}, id="defaults"),
+    pytest.param({"priority": 1, "max_retries": 0, "metadata": {}}, id="explicit"),
+    pytest.param({"priority": Numbered.ONE}, id="priority-IntEnum"),
+    pytest.param({"max_retries": 1_000_000, "metadata": None}, id="max_retries-limit"),
+    pytest.param({"metadata": {"n": 1, "s": "é", "l": [1, None]}}, id="metadata"),
+    pytest.param({"job_type": JobType.RESIZE, "target_id": "ünï"}, id="enum-and-unicode"),
+    pytest.param({"job_type": Label("labelled"), "target_id": Label("x")}, id="str-subclass"),
+    pytest.param({"target_id": " padded "}, id="padded-target"),
+    pytest.param({"delay": 30}, id="delay"),
+    pytest.param({"run_at": datetime(2031, 5, 1, tzinfo=UTC)}, id="run_at"),
+]
+
+
+@pytest.mark.parametrize("override", GOOD_ITEMS)
+async def test_enqueue_many_stores_each_item_as_enqueue_would(
+    tmp_path: Path, clock: ManualClock, override: dict[str, Any]
+) -> None:
+    """Items checked inline and items checked field by field become the same row."""
+    item = {**VALID, **override}
+    rows = []
+    for name, many in (("alone.db", False), ("many.db", True)):
+        async with JobQueue(tmp_path / name, clock=clock) as queue:
+            if many:
+                ids = await queue.enqueue_many([{"job_type": "other", "target_id": "0"}, item])
+                job_id = ids[1]
+            else:
+                await queue.enqueue("other", "0")
+                job_id = await queue.enqueue(**item)
+            job = await queue.get_job(job_id)
+        assert job is not None
+        rows.append(
+            (job.job_type, job.target_id, job.priority, job.max_retries, job.metadata, job.run_at)
+        )
+    assert rows[0] == rows[1]
+    assert type(rows[1][2]) is int
 
 
 @pytest.mark.parametrize(

@@ -308,3 +308,47 @@ async def test_history_is_still_recorded_after_a_restore(queue: JobQueue, tmp_pa
         ("claimed", "processing"),
         ("completed", "completed"),
     ]
+
+
+async def test_each_job_an_enqueue_creates_gets_one_enqueued_row_and_duplicates_none(
+    queue: JobQueue, db_path: Path
+) -> None:
+    """enqueue_many, and concurrent enqueues committed as one statement, record each new job.
+
+    The enqueued rows are written after the INSERTs of a write, for the ids it created:
+    duplicates (of an active job, or of an earlier item of the same call) create none.
+    """
+    existing = await queue.enqueue("t", "0")
+    many = await queue.enqueue_many(
+        [{"job_type": "t", "target_id": str(n % 7)} for n in range(20)]
+        + [{"job_type": "u", "target_id": str(n)} for n in range(300)]
+    )
+    together = await asyncio.gather(
+        *(queue.enqueue("v", str(n % 5)) for n in range(12)),
+        *(queue.enqueue("t", str(n)) for n in range(3)),
+    )
+    created = {int(i) for i in [existing, *many, *together] if i.created}
+    assert len(created) == 1 + 6 + 300 + 5
+
+    with closing(sqlite3.connect(db_path)) as db:
+        rows = db.execute(
+            "SELECT job_id, event, status, at, job_type, run_at FROM job_events"
+        ).fetchall()
+        jobs = {
+            row[0]: row[1:]
+            for row in db.execute("SELECT id, status, created_at, job_type, run_at FROM jobs")
+        }
+    assert sorted(row[0] for row in rows) == sorted(created) == sorted(jobs)
+    for job_id, event, status, at, job_type, run_at in rows:
+        assert (event, status) == ("enqueued", "pending")
+        assert (status, at, job_type, run_at) == jobs[job_id]
+
+
+async def test_a_queue_without_history_records_no_enqueue(db_path: Path) -> None:
+    async with JobQueue(db_path, record_history=False) as queue:
+        await queue.enqueue("t", "one")
+        await queue.enqueue_many([{"job_type": "t", "target_id": str(n)} for n in range(50)])
+        await asyncio.gather(*(queue.enqueue("u", str(n)) for n in range(10)))
+        assert (await queue.get_queue_stats()).pending_jobs == 61
+    with closing(sqlite3.connect(db_path)) as db:
+        assert db.execute("SELECT count(*) FROM job_events").fetchone()[0] == 0

@@ -152,9 +152,10 @@ class SQLiteStorage:
 
     # -- writes ------------------------------------------------------------------------
     #
-    # History: the frequent transitions (enqueued, claimed, completed, retry_scheduled) are
-    # recorded by the TEMP triggers in sqlite_sql.HISTORY_TRIGGERS; the rare ones are
-    # inserted here, in the same transaction. Events for in-process subscribers are built
+    # History: the frequent transitions (claimed, completed, retry_scheduled) are recorded
+    # by the TEMP triggers in sqlite_sql.HISTORY_TRIGGERS; enqueues by one statement after
+    # their INSERTs (sql.RECORD_ENQUEUED_AFTER); the rare ones are inserted here. All of
+    # them in the transaction that makes the transition. Events for in-process subscribers are built
     # in the event loop after the commit, and only while someone subscribes.
 
     def _publish(self, build: Callable[[], list[EventRow]]) -> None:
@@ -181,14 +182,20 @@ class SQLiteStorage:
         self._publish(lambda: events)
         return result
 
+    def _insert_many_merged(
+        self, conn: sqlite3.Connection, batch: list[tuple[NewJob, float]]
+    ) -> list[JobId]:
+        return insert_many(conn, batch, history=self._history)
+
     async def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[JobId]:
         """Insert in one statement; an active duplicate (also within ``jobs``) yields its id."""
         if len(jobs) == 1:
             return [await self.insert_job(jobs[0], now)]
         batch = [(job, now) for job in jobs]
+        history = self._history
 
         def insert(conn: sqlite3.Connection) -> list[JobId]:
-            return insert_many(conn, batch)
+            return insert_many(conn, batch, history=history)
 
         # Several statements (one per chunk): all of them or none, through a savepoint.
         ids = await self._write_side().submit(insert)
@@ -208,21 +215,25 @@ class SQLiteStorage:
             now,
         )
         key = (job.job_type, job.target_id)
+        history = self._history
 
         def insert(conn: sqlite3.Connection) -> JobId:
             cursor = conn.execute(sql.INSERT_JOB, params)
             try:
-                if cursor.rowcount == 1 and cursor.lastrowid is not None:
-                    return JobId(cursor.lastrowid, True)
+                job_id = cursor.lastrowid if cursor.rowcount == 1 else None
             finally:
                 cursor.close()
-            return JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False)
+            if job_id is None:
+                return JobId(first(conn, sql.SELECT_ACTIVE_ID, key)[0], False)
+            if history:
+                conn.execute(sql.RECORD_ENQUEUED_AFTER, (job_id - 1,))
+            return JobId(job_id, True)
 
         # Concurrent single enqueues that share a transaction go in as one statement.
-        merge = Mergeable("insert_job", (job, now), insert_many)
+        merge = Mergeable("insert_job", (job, now), self._insert_many_merged)
         job_id = await self._write_side().submit(
             insert,
-            single_statement=True,
+            single_statement=not history,
             merge=merge,
             brief=len(job.metadata_json) <= BRIEF_METADATA_CHARS,
         )
@@ -505,8 +516,12 @@ class SQLiteStorage:
         return await self._read_side().read(maintenance.failed_ids_reader(job_type))
 
 
-def insert_many(conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]]) -> list[JobId]:
+def insert_many(
+    conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]], *, history: bool
+) -> list[JobId]:
     """Insert ``(job, enqueued_at)`` pairs; return ids in order, duplicates found.
+
+    With ``history``, each new job's "enqueued" row goes into the history too.
 
     Runs inside the writer's transaction, which holds the write lock: when every row went
     in, their ids are the next ones in the AUTOINCREMENT sequence, in order. Otherwise each
@@ -532,6 +547,8 @@ def insert_many(conn: sqlite3.Connection, batch: Sequence[tuple[NewJob, float]])
         cursor = conn.execute(sql.INSERT_ROWS[size], params)
         inserted += cursor.rowcount
         cursor.close()
+    if history and inserted:
+        conn.execute(sql.RECORD_ENQUEUED_AFTER, (before,))
     if inserted == len(batch):
         return [JobId(before + 1 + index, True) for index in range(inserted)]
     ids: list[JobId] = []
