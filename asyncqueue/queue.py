@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -286,13 +287,20 @@ class JobQueue:
     async def _insert(self, new_jobs: list[NewJob]) -> list[JobId]:
         storage = self._storage if self._state == "open" else await self._ready()
         ids = await storage.insert_jobs(new_jobs, self.clock.now())
-        created = False
-        for job, job_id in zip(new_jobs, ids, strict=True):
-            created = created or job_id.created
-            self._enqueued(job, job_id)
-        if created:
+        if self._logs_debug():
+            for job, job_id in zip(new_jobs, ids, strict=True):
+                self._enqueued(job, job_id)
+        if any(job_id.created for job_id in ids):
             self._notify_enqueued()
         return ids
+
+    def _logs_debug(self) -> bool:
+        """False when the logger is known to drop debug events (a per-job loop saved)."""
+        # Looked up on the class: structlog's generic BoundLogger turns any attribute read
+        # on an instance into a logging method, which would log this question as an event.
+        if getattr(type(self._log), "is_enabled_for", None) is None:
+            return True
+        return bool(self._log.is_enabled_for(logging.DEBUG))
 
     def _enqueued(self, job: NewJob, job_id: JobId) -> None:
         self._log.debug(

@@ -63,3 +63,34 @@ async def test_a_filtered_level_is_not_logged(db_path: Path, clock: ManualClock)
 
     assert {e["log_level"] for e in capture.entries} <= {"warning", "error", "critical"}
     assert any(e["event"] == "job.attempt_failed" for e in capture.entries)
+
+
+@pytest.mark.parametrize(
+    "wrapper_class",
+    [structlog.make_filtering_bound_logger(logging.DEBUG), structlog.BoundLogger],
+    ids=["filtering-at-debug", "generic"],
+)
+async def test_enqueue_many_logs_each_job_when_debug_is_on(
+    db_path: Path, wrapper_class: Any
+) -> None:
+    """Per-job debug events are skipped only when the logger says it drops them."""
+    capture = LogCapture()
+    structlog.configure(processors=[capture], wrapper_class=wrapper_class)
+    try:
+        async with JobQueue(db_path) as queue:
+            ids = await queue.enqueue_many(
+                [{"job_type": "t", "target_id": str(n % 3)} for n in range(5)]
+            )
+    finally:
+        structlog.reset_defaults()
+
+    events = [
+        (e["event"], e["job_id"]) for e in capture.entries if str(e["event"]).startswith("job.")
+    ]
+    assert events == [
+        ("job.enqueued", ids[0]),
+        ("job.enqueued", ids[1]),
+        ("job.enqueued", ids[2]),
+        ("job.duplicate", ids[0]),
+        ("job.duplicate", ids[1]),
+    ]

@@ -550,7 +550,7 @@ def insert_many(
     if history and inserted:
         conn.execute(sql.RECORD_ENQUEUED_AFTER, (before,))
     if inserted == len(batch):
-        return [JobId(before + 1 + index, True) for index in range(inserted)]
+        return JobId.created_range(before + 1, before + 1 + inserted)
     ids: list[JobId] = []
     seen: set[tuple[str, str]] = set()
     for job, _ in batch:
