@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from asyncqueue.job import JobStatus
 from asyncqueue.storage.base import WORKER_LIVENESS_MULTIPLE, Strategy
-from asyncqueue.storage.sqlite_views import VIEWS
+from asyncqueue.storage.sqlite_views import VIEW_NAMES, VIEWS
 
 
 def _sql_set(*statuses: JobStatus) -> str:
@@ -26,7 +26,71 @@ ALL_STATUSES = _sql_set(*JobStatus)
 APPLICATION_ID = 0x41513031
 
 #: The schema version this library writes; PRAGMA user_version holds the file's.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+JOBS_INDEXES = (
+    # Duplicate prevention lives in the database, so concurrent enqueuers cannot race.
+    "CREATE UNIQUE INDEX jobs_active_pair ON jobs (job_type, target_id) WHERE active = 1",
+    # The claim index holds only ready rows, so claim cost stays flat however many
+    # finished rows are kept. Every strategy reads it (fifo/lifo one priority at a time).
+    f"CREATE INDEX jobs_ready_by_priority ON jobs (priority, id) WHERE status IN {READY}",
+    f"CREATE INDEX jobs_finished ON jobs (completed_at) WHERE status IN {FINISHED_REMOVABLE}",
+    # Counts by status, listings, and the lease sweep: status = 'processing' selects only
+    # the jobs running now, however large the backlog.
+    "CREATE INDEX jobs_status_type ON jobs (status, job_type)",
+)
+
+
+def _status_is(*statuses: JobStatus) -> str:
+    """``(status = 'a' OR status = 'b' ...)``: the CHECK constraints' spelling of IN.
+
+    SQLite evaluates ``status IN (<constants>)`` in a CHECK through a small lookup table
+    that it builds for each row it writes: the two CHECKs that read status took a third of
+    the cost of inserting a job (raw SQL, 1,000-job batches: 167k rows/s with IN, 226k
+    with OR), and every claim and completion paid it again.
+    """
+    return "(" + " OR ".join(f"status = '{s.value}'" for s in statuses) + ")"
+
+
+def jobs_table_sql(name: str) -> str:
+    """The jobs table as schema version 3 defines it, under ``name``."""
+    return f"""
+        CREATE TABLE {name} (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_type TEXT NOT NULL CHECK (length(job_type) BETWEEN 1 AND 255),
+            target_id TEXT NOT NULL CHECK (length(target_id) BETWEEN 1 AND 255),
+            status TEXT NOT NULL DEFAULT 'pending' CHECK {_status_is(*JobStatus)},
+            priority INTEGER NOT NULL DEFAULT 5
+                CHECK (typeof(priority) = 'integer' AND priority BETWEEN 1 AND 10),
+            retry_count INTEGER NOT NULL DEFAULT 0 CHECK (retry_count >= 0),
+            max_retries INTEGER NOT NULL DEFAULT 3 CHECK (max_retries >= 0),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            metadata TEXT NOT NULL DEFAULT '{{}}' CHECK (json_valid(metadata)),
+            error_message TEXT,
+            worker_id TEXT,
+            lease_token TEXT,
+            lease_expires_at REAL,
+            created_at REAL NOT NULL,
+            run_at REAL NOT NULL,
+            started_at REAL,
+            completed_at REAL,
+            updated_at REAL NOT NULL,
+            -- 1 while the job holds its (job_type, target_id) pair, NULL once it is over.
+            -- A column of its own so that a claim, which keeps the job active, leaves the
+            -- duplicate index untouched.
+            active INTEGER DEFAULT 1
+                CHECK (coalesce(active, 0) = {
+        _status_is(JobStatus.PENDING, JobStatus.RETRY_SCHEDULED, JobStatus.PROCESSING)
+    })
+        )
+        """
+
+
+_ALL_JOB_COLUMNS = (
+    "id, job_type, target_id, status, priority, retry_count, max_retries, attempts, metadata, "
+    "error_message, worker_id, lease_token, lease_expires_at, created_at, run_at, started_at, "
+    "completed_at, updated_at, active"
+)
 
 # Migration N takes a database from user_version N-1 to N.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -59,15 +123,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
                 CHECK (coalesce(active, 0) = (status IN {ACTIVE}))
         )
         """,
-        # Duplicate prevention lives in the database, so concurrent enqueuers cannot race.
-        "CREATE UNIQUE INDEX jobs_active_pair ON jobs (job_type, target_id) WHERE active = 1",
-        # The claim index holds only ready rows, so claim cost stays flat however many
-        # finished rows are kept. Every strategy reads it (fifo/lifo one priority at a time).
-        f"CREATE INDEX jobs_ready_by_priority ON jobs (priority, id) WHERE status IN {READY}",
-        f"CREATE INDEX jobs_finished ON jobs (completed_at) WHERE status IN {FINISHED_REMOVABLE}",
-        # Counts by status, listings, and the lease sweep: status = 'processing' selects only
-        # the jobs running now, however large the backlog.
-        "CREATE INDEX jobs_status_type ON jobs (status, job_type)",
+        *JOBS_INDEXES,
         """
         CREATE TABLE workers (
             id TEXT PRIMARY KEY,
@@ -102,6 +158,24 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # no index on `at`: each event costs one index entry fewer on the hot path.
         "CREATE INDEX job_events_by_job ON job_events (job_id, id)",
         # Views for dashboards and the sqlite3 shell.
+        *VIEWS,
+    ),
+    # The jobs table rebuilt with CHECKs that spell IN as OR (see _status_is), by SQLite's
+    # procedure for schema changes ALTER TABLE cannot make: the views that read the table
+    # go first and come back last, and the AUTOINCREMENT sequence is carried over, so an
+    # id given to a job since deleted is still never given again.
+    3: (
+        *(f"DROP VIEW {name}" for name in VIEW_NAMES),
+        jobs_table_sql("jobs_v3"),
+        f"INSERT INTO jobs_v3 ({_ALL_JOB_COLUMNS}) SELECT {_ALL_JOB_COLUMNS} FROM jobs",
+        "DELETE FROM sqlite_sequence WHERE name = 'jobs_v3'",
+        """
+        INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'jobs_v3', seq FROM sqlite_sequence WHERE name = 'jobs'
+        """,
+        "DROP TABLE jobs",
+        "ALTER TABLE jobs_v3 RENAME TO jobs",
+        *JOBS_INDEXES,
         *VIEWS,
     ),
 }

@@ -79,7 +79,7 @@ GROUP BY job_type, status
 ORDER BY job_type, status
 """
 
-#: Every view, in creation order; migration 2 runs these.
+#: Every view, in creation order; migrations 2 and 3 run these.
 VIEWS: tuple[str, ...] = (V_ACTIVE_JOBS, V_WORKER_STATUS, V_JOB_TYPE_STATS)
 
 #: The views' names, in the order of ``VIEWS``.
