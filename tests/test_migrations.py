@@ -157,3 +157,35 @@ def test_the_rewritten_checks_refuse_what_the_old_ones_refused(db_path: Path, wr
         ):  # fmt: skip
             assert not rejected(db, insert + values.format(n=10 + n, status=status, active=active))
         assert rejected(db, "UPDATE jobs SET status = 'completed' WHERE target_id = 'x10'")
+
+
+async def test_a_connection_open_on_the_file_during_the_migration_keeps_working(
+    db_path: Path,
+) -> None:
+    """An earlier asyncqueue already running on the file: its writes and triggers go on."""
+    write_version_2_file(db_path)
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as earlier:
+        earlier.execute("PRAGMA journal_mode = WAL")
+        for trigger in sql.HISTORY_TRIGGERS:
+            earlier.execute(trigger)
+        earlier.execute("SELECT count(*) FROM jobs").fetchone()  # schema loaded before
+
+        async with JobQueue(db_path) as queue:
+            assert (await queue.get_queue_stats()).pending_jobs == 1
+
+        earlier.execute(
+            "UPDATE jobs SET status = 'processing', worker_id = 'old', updated_at = 20.0"
+            " WHERE target_id = 'pending'"
+        )
+        earlier.execute(
+            "INSERT INTO jobs (job_type, target_id, created_at, run_at, updated_at)"
+            " VALUES ('t', 'from-the-old-process', 21.0, 21.0, 21.0)"
+        )
+        claimed = earlier.execute(
+            "SELECT event, worker_id FROM job_events WHERE job_id = 1 ORDER BY id"
+        ).fetchall()
+        new_id = earlier.execute(
+            "SELECT id FROM jobs WHERE target_id = 'from-the-old-process'"
+        ).fetchone()[0]
+    assert claimed[-1] == ("claimed", "old")
+    assert new_id == 8
