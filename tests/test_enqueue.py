@@ -72,6 +72,26 @@ async def test_enqueue_returns_a_job_id_that_behaves_as_an_int(queue: JobQueue) 
     assert restored.created is True
 
 
+async def test_ids_from_a_batch_say_created_or_duplicate_each_and_keep_it_when_pickled(
+    queue: JobQueue,
+) -> None:
+    await queue.enqueue("t", "old")
+    new, duplicate = await queue.enqueue_many(
+        [{"job_type": "t", "target_id": "new"}, {"job_type": "t", "target_id": "old"}]
+    )
+    fresh = await queue.enqueue_many([{"job_type": "u", "target_id": str(n)} for n in range(3)])
+
+    assert [type(i) for i in (new, duplicate, *fresh)] == [JobId] * 5
+    assert (new.created, duplicate.created) == (True, False)
+    assert [i.created for i in fresh] == [True, True, True]
+    assert fresh[0] > new
+    assert [int(i) for i in fresh] == [fresh[0], fresh[0] + 1, fresh[0] + 2]
+    assert pickle.loads(pickle.dumps(duplicate)).created is False
+    assert pickle.loads(pickle.dumps(fresh[0])).created is True
+    assert JobId(7).created is True
+    assert JobId(7, created=False).created is False
+
+
 async def test_enqueue_stores_every_field(
     queue: JobQueue, clock: ManualClock, db_path: Path
 ) -> None:

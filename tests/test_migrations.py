@@ -145,7 +145,10 @@ def test_the_rewritten_checks_refuse_what_the_old_ones_refused(db_path: Path, wr
         table = db.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs'").fetchone()[0]
         assert "status IN" not in table
         values = "('t', 'x{n}', '{status}', 1, 1, 1, {active})"
-        insert = "INSERT INTO jobs (job_type, target_id, status, created_at, run_at, updated_at, active) VALUES "
+        insert = (
+            "INSERT INTO jobs (job_type, target_id, status, created_at, run_at, updated_at,"
+            " active) VALUES "
+        )
         assert rejected(db, insert + values.format(n=1, status="bogus", active="NULL"))
         assert rejected(db, insert + values.format(n=2, status="PENDING", active=1))
         assert rejected(db, insert + values.format(n=3, status="completed", active=1))

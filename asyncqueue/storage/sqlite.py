@@ -153,10 +153,10 @@ class SQLiteStorage:
     # -- writes ------------------------------------------------------------------------
     #
     # History: the frequent transitions (claimed, completed, retry_scheduled) are recorded
-    # by the TEMP triggers in sqlite_sql.HISTORY_TRIGGERS; enqueues by one statement after
-    # their INSERTs (sql.RECORD_ENQUEUED_AFTER); the rare ones are inserted here. All of
-    # them in the transaction that makes the transition. Events for in-process subscribers are built
-    # in the event loop after the commit, and only while someone subscribes.
+    # by the TEMP triggers in sqlite_sql.HISTORY_TRIGGERS, enqueues by one statement after
+    # their INSERTs (sql.RECORD_ENQUEUED_AFTER), the rare ones here; each in the transaction
+    # that makes the transition. Events for in-process subscribers are built in the event
+    # loop after the commit, and only while someone subscribes.
 
     def _publish(self, build: Callable[[], list[EventRow]]) -> None:
         sink = self.event_sink

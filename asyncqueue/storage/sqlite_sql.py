@@ -20,9 +20,7 @@ def _sql_set(*statuses: JobStatus) -> str:
 # Spelled identically in the partial indexes and in the queries, because SQLite only uses a
 # partial index when the query's WHERE term matches the index's.
 READY = _sql_set(JobStatus.PENDING, JobStatus.RETRY_SCHEDULED)
-ACTIVE = _sql_set(JobStatus.PENDING, JobStatus.RETRY_SCHEDULED, JobStatus.PROCESSING)
 FINISHED_REMOVABLE = _sql_set(JobStatus.COMPLETED, JobStatus.CANCELLED)
-ALL_STATUSES = _sql_set(*JobStatus)
 
 #: Identifies an asyncqueue database file (PRAGMA application_id), "AQ01".
 APPLICATION_ID = 0x41513031
@@ -162,9 +160,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 # History rows of the frequent transitions are written by SQLite itself, inside the
-# statement that makes them: no per-event Python on the writer thread. (Enqueues are the
-# exception: see RECORD_ENQUEUED_AFTER.) TEMP triggers live on the writer connection of a queue that records
-# history, so another process with history off writes none. Each condition names the only
+# statement that makes them: no per-event Python on the writer thread (enqueues are the
+# exception: see RECORD_ENQUEUED_AFTER). TEMP triggers live on the writer connection of a
+# queue that records history, so another process with history off writes none. Each condition names the only
 # statement that makes its transition; the rare ones (failed, released, recovered,
 # cancelled, retried) are written by the storage code, which knows which verb ran.
 HISTORY_TRIGGERS = (
