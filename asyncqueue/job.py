@@ -6,7 +6,7 @@ Pure values, no I/O.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -169,6 +169,22 @@ class ClaimedJob:
     max_retries: int
     lease_token: str
     worker_id: str | None = None
+
+
+# A worker builds one ClaimedJob per job, on the path between two of its round trips to the
+# database. Setting the slots through their descriptors skips the frozen dataclass's checked
+# __setattr__ call per field: 1.6 against 2.7 us a job on the benchmark machine.
+_CLAIMED_JOB_SETTERS = tuple(
+    getattr(ClaimedJob, f.name).__set__ for f in dataclasses.fields(ClaimedJob)
+)
+
+
+def claimed_job(values: Iterable[Any]) -> ClaimedJob:
+    """A :class:`ClaimedJob` from the values of all its fields, in declaration order."""
+    job: ClaimedJob = object.__new__(ClaimedJob)
+    for set_field, value in zip(_CLAIMED_JOB_SETTERS, values, strict=True):
+        set_field(job, value)
+    return job
 
 
 @dataclass(frozen=True, slots=True)

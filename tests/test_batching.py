@@ -236,6 +236,84 @@ async def test_one_batch_applies_exactly_the_right_transition_to_each_job(
     )
 
 
+async def test_an_exchange_naming_a_lost_lease_is_undone_and_applied_exactly_once(
+    queue: JobQueue, db_path: Path
+) -> None:
+    """Outcomes go out without RETURNING; a lost lease makes the exchange run again exactly.
+
+    The first try, claim included, must leave nothing behind: no transition, history row or
+    claimed job twice.
+    """
+    ids = {
+        name: int(await queue.enqueue("swap", name)) for name in ("done", "stale", "new1", "new2")
+    }
+    _, held = await queue.finish_and_claim([], worker_id="A", limit=2)
+    by_name = {job.target_id: job for job in held}
+    assert set(by_name) == {"done", "stale"}
+    outcomes = [
+        queue.outcome(by_name["done"], None),
+        FinishedJob(ids["stale"], "not-its-token", JobStatus.COMPLETED),
+    ]
+    applied, claimed = await queue.finish_and_claim(outcomes, worker_id="A", limit=5)
+    assert applied == {ids["done"]}
+    assert sorted(job.target_id for job in claimed) == ["new1", "new2"]
+
+    stored = raw_jobs(db_path)
+    assert stored[ids["done"]]["status"] == "completed"
+    assert stored[ids["done"]]["error_message"] is None
+    assert stored[ids["stale"]]["status"] == "processing"
+    assert stored[ids["stale"]]["lease_token"] == by_name["stale"].lease_token
+    for job in claimed:
+        row = stored[job.id]
+        assert (row["status"], row["attempts"], row["lease_token"]) == (
+            "processing",
+            1,
+            job.lease_token,
+        )
+    history = {
+        name: [event.event.value for event in await queue.get_job_history(job_id)]
+        for name, job_id in ids.items()
+    }
+    assert history == {
+        "done": ["enqueued", "claimed", "completed"],
+        "stale": ["enqueued", "claimed"],
+        "new1": ["enqueued", "claimed"],
+        "new2": ["enqueued", "claimed"],
+    }
+
+
+async def test_claimed_jobs_carry_their_metadata_and_text_exactly(queue: JobQueue) -> None:
+    """The claim hands jobs over as one JSON document: every value must come back as stored."""
+    metadata = {
+        "big": 2**70,
+        "negative": -(2**63),
+        "float": 0.1,
+        "tiny": 5e-324,
+        "exp": 1.5e300,
+        "text": 'quote " backslash \\ tab \t newline \n nul-free \u2028 é 漢字 🎉',
+        "nested": [{"a": None, "b": [True, False]}, []],
+        "empty": {},
+        "zero": 0,
+    }
+    target = 'id "with" \\ quotes, é and 🎉'
+    await queue.enqueue("data", target, priority=3, max_retries=7, metadata=metadata)
+    await queue.enqueue("data", "plain")
+    _, claimed = await queue.finish_and_claim([], worker_id="W", limit=2)
+    first, second = sorted(claimed, key=lambda job: job.priority)
+    assert (first.job_type, first.target_id, first.priority, first.max_retries) == (
+        "data",
+        target,
+        3,
+        7,
+    )
+    assert first.metadata == metadata
+    assert type(first.metadata["big"]) is int
+    assert type(first.metadata["float"]) is float
+    assert (first.retry_count, first.worker_id) == (0, "W")
+    assert (second.target_id, second.metadata) == ("plain", {})
+    assert len({first.lease_token, second.lease_token}) == 2
+
+
 # -- a crash between claim and batched completion ------------------------------------------
 
 CRASH_SCRIPT = """
@@ -649,22 +727,24 @@ def test_every_claim_statement_reads_the_ready_index(
     planned_db: Path, strategy: Strategy, typed: bool
 ) -> None:
     with closing(sqlite3.connect(planned_db)) as conn:
-        plan = query_plan(conn, sql.CLAIM[(strategy, typed)])
+        plan = query_plan(conn, sql.CLAIM_IDS[(strategy, typed)])
     reads = jobs_access(plan)
-    assert reads, plan
-    for line in reads:
-        assert _READY_INDEX.match(line) or _ROWID.match(line), plan
-    ready_reads = [line for line in reads if _READY_INDEX.match(line)]
     # priority: one ordered walk of the index; fifo/lifo: one short range per priority.
     if strategy == "priority":
-        assert ready_reads == ["SCAN jobs USING INDEX jobs_ready_by_priority"], plan
+        assert reads == ["SCAN jobs USING INDEX jobs_ready_by_priority"], plan
     else:
-        assert ready_reads == ["SEARCH jobs USING INDEX jobs_ready_by_priority (priority=?)"] * 10
-    # The update itself finds each chosen row by rowid.
-    assert [line for line in reads if _ROWID.match(line)] == [
-        "SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"
-    ]
+        assert reads == ["SEARCH jobs USING INDEX jobs_ready_by_priority (priority=?)"] * 10
     assert not any(line.startswith("SCAN jobs") and "USING" not in line for line in plan)
+
+
+@pytest.mark.parametrize("statement", ["CLAIM_JOBS", "CLAIMED_JOBS"])
+def test_the_claim_takes_and_reads_the_chosen_jobs_by_rowid(
+    planned_db: Path, statement: str
+) -> None:
+    with closing(sqlite3.connect(planned_db)) as conn:
+        plan = query_plan(conn, getattr(sql, statement), {**PLAN_PARAMS, "ids": "[1, 2]"})
+    assert jobs_access(plan) == ["SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"], plan
+    assert not any(line.startswith("SCAN jobs") for line in plan), plan
 
 
 ROWID_LOOKUP = ["SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"]
@@ -674,7 +754,10 @@ def finish_statements() -> list[tuple[str, str]]:
     """The statement(s) applying a batch of outcomes: one, or one per rows-per-statement size."""
     by_size: dict[int, str] | None = getattr(sql, "FINISH_ROWS", None)
     if by_size is not None:
-        return [(f"FINISH_ROWS[{n}]", statement) for n, statement in by_size.items()]
+        returning: dict[int, str] = getattr(sql, "FINISH_ROWS_RETURNING", {})
+        return [(f"FINISH_ROWS[{n}]", statement) for n, statement in by_size.items()] + [
+            (f"FINISH_ROWS_RETURNING[{n}]", statement) for n, statement in returning.items()
+        ]
     return [("FINISH_JOBS", getattr(sql, "FINISH_JOBS"))]  # noqa: B009 - may not exist
 
 

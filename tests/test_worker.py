@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import sqlite3
@@ -27,6 +28,7 @@ from asyncqueue import (
     QueueWorker,
     WorkerError,
 )
+from asyncqueue.job import ClaimedJob, claimed_job
 from asyncqueue.worker import CLAIM_AHEAD_MAX_JOB_SECONDS, CLAIM_AHEAD_MAX_JOBS
 
 #: Real seconds allowed for something that should happen at once. Generous: only a broken
@@ -221,7 +223,8 @@ async def test_outcomes_go_out_while_claimed_jobs_are_still_waiting_to_run(
     queue: JobQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The round trip overlaps the jobs: a runner does not drain the buffer before it."""
-    await queue.enqueue_many([{"job_type": "work", "target_id": f"t{i}"} for i in range(100)])
+    jobs = 3 * CLAIM_AHEAD_MAX_JOBS  # enough for the worker to hold a full buffer
+    await queue.enqueue_many([{"job_type": "work", "target_id": f"t{i}"} for i in range(jobs)])
     worker = Instant(queue, concurrency=20)
     sent: list[tuple[int, int]] = []  # (outcomes in the round trip, jobs still waiting)
     original = queue.finish_and_claim
@@ -231,9 +234,43 @@ async def test_outcomes_go_out_while_claimed_jobs_are_still_waiting_to_run(
         return await original(finished, **kwargs)
 
     monkeypatch.setattr(queue, "finish_and_claim", watched)
-    assert await worker.run_until_idle() == 100
+    assert await worker.run_until_idle() == jobs
     assert any(outcomes and waiting for outcomes, waiting in sent), sent
-    assert (await queue.get_queue_stats()).completed_jobs == 100
+    assert (await queue.get_queue_stats()).completed_jobs == jobs
+
+
+class Mutating(QueueWorker):
+    """Writes into the metadata it is given, as a job may."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[dict[str, Any]] = []
+
+    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+        self.seen.append(dict(metadata))
+        metadata[target_id] = True
+        return True
+
+
+async def test_each_claimed_job_gets_its_own_metadata_dict(queue: JobQueue) -> None:
+    await queue.enqueue_many(
+        [{"job_type": "work", "target_id": f"t{i}"} for i in range(5)]
+        + [{"job_type": "work", "target_id": "m", "metadata": {"a": [1, {"b": None}]}}]
+    )
+    worker = Mutating(queue, concurrency=3)
+    assert await worker.run_until_idle() == 6
+    assert sorted(map(str, worker.seen)) == sorted(["{}"] * 5 + ["{'a': [1, {'b': None}]}"])
+
+
+def test_claimed_job_from_values_is_the_constructed_job_and_stays_frozen() -> None:
+    values = (7, "work", "t7", {"a": 1}, 3, 1, 5, "token", "w1")
+    job = claimed_job(values)
+    assert job == ClaimedJob(*values)
+    assert repr(job) == repr(ClaimedJob(*values))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.id = 8  # type: ignore[misc]
+    with pytest.raises(ValueError, match="zip"):
+        claimed_job(values[:-1])
 
 
 @pytest.mark.parametrize(

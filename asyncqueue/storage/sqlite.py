@@ -11,7 +11,7 @@ import aiosqlite
 
 from asyncqueue.config import QueueSettings
 from asyncqueue.errors import DatabaseOpenError, QueueClosedError, SchemaVersionError
-from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
+from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats, claimed_job
 from asyncqueue.metrics import MetricsRows
 from asyncqueue.storage import sqlite_maintenance as maintenance
 from asyncqueue.storage import sqlite_sql as sql
@@ -247,31 +247,50 @@ class SQLiteStorage:
         now: float,
         worker_id: str | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
-        """Outcomes a few per statement, then one claim statement: one submission, one hop."""
+        """Outcomes a few per statement, then the claim: one submission, one hop."""
         outcome_statements = _outcome_statements(finished, now)
-        claim_statement: str | None = None
+        claim_ids: str | None = None
         claim_params: dict[str, Any] = {}
         if claim is not None and claim.limit > 0:
-            claim_statement, claim_params = _claim_statement(claim)
+            claim_ids, claim_params = _claim_statement(claim)
             worker_id = claim.worker_id
-        if not outcome_statements and claim_statement is None:
+        if not outcome_statements and claim_ids is None:
             return set(), []
         # Failed and released outcomes are not recorded by a trigger (see HISTORY_TRIGGERS).
         rare = [f for f in finished if f.status in _UNTRIGGERED] if self._history else []
 
-        def exchange(conn: sqlite3.Connection) -> tuple[set[int], list[Any]]:
+        def exchange(conn: sqlite3.Connection, exact: bool) -> tuple[set[int], str | None]:
             applied: set[int] = set()
-            for statement, params in outcome_statements:
-                applied.update(row[0] for row in rows(conn, statement, params))
+            for size, params, ids in outcome_statements:
+                if exact:
+                    applied.update(
+                        row[0] for row in rows(conn, sql.FINISH_ROWS_RETURNING[size], params)
+                    )
+                elif conn.execute(sql.FINISH_ROWS[size], params).rowcount == len(ids):
+                    applied.update(ids)
+                else:
+                    raise _LeaseLost
             if rare:
                 record_events(conn, _finished_events(rare, applied, now, worker_id))
-            claimed_rows = (
-                [] if claim_statement is None else rows(conn, claim_statement, claim_params)
-            )
-            return applied, claimed_rows
+            if claim_ids is None:
+                return applied, None
+            ids = first(conn, claim_ids, claim_params)[0]
+            if ids == "[]":
+                return applied, None
+            conn.execute(sql.CLAIM_JOBS, {**claim_params, "ids": ids}).close()
+            return applied, first(conn, sql.CLAIMED_JOBS, {"ids": ids})[0]
 
-        applied, claimed_rows = await self._write_side().submit(exchange, pipelined=True)
-        claimed = [_claimed_job(row) for row in claimed_rows]
+        write = self._write_side()
+        try:
+            applied, claimed_json = await write.submit(
+                lambda conn: exchange(conn, exact=False), pipelined=True
+            )
+        except _LeaseLost:
+            # Undone: run it again, learning which outcomes still held their lease.
+            applied, claimed_json = await write.submit(
+                lambda conn: exchange(conn, exact=True), pipelined=True
+            )
+        claimed = [] if claimed_json is None else [claimed_job(v) for v in json.loads(claimed_json)]
         if claim is not None and len(claimed) > 1:
             # RETURNING gives no order guarantee; hand jobs out in the strategy's order.
             if claim.strategy == "priority":
@@ -629,29 +648,21 @@ def _claimed_events(
     ]
 
 
-def _outcome_statements(finished: Sequence[FinishedJob], now: float) -> list[tuple[str, list[Any]]]:
-    """The outcome UPDATEs for ``finished``, a few rows each, parameters already flat."""
-    statements: list[tuple[str, list[Any]]] = []
+def _outcome_statements(
+    finished: Sequence[FinishedJob], now: float
+) -> list[tuple[int, list[Any], list[int]]]:
+    """The outcome UPDATEs for ``finished``: (rows, flat parameters, job ids) each."""
+    statements: list[tuple[int, list[Any], list[int]]] = []
     for size, chunk in _chunks(finished, sql.FINISH_ROWS_PER_STATEMENT):
         params: list[Any] = []
         for f in chunk:
             params += (f.job_id, f.token, f.status.value, f.run_at, f.error, f.counts_retry, now)
-        statements.append((sql.FINISH_ROWS[size], params))
+        statements.append((size, params, [f.job_id for f in chunk]))
     return statements
 
 
-def _claimed_job(row: Any) -> ClaimedJob:
-    return ClaimedJob(
-        id=row[0],
-        job_type=row[1],
-        target_id=row[2],
-        metadata=json.loads(row[3]),
-        priority=row[4],
-        retry_count=row[5],
-        max_retries=row[6],
-        lease_token=row[7],
-        worker_id=row[8],
-    )
+class _LeaseLost(Exception):
+    """An outcome's lease was no longer held: the exchange is undone and run exactly."""
 
 
 def _claim_statement(claim: ClaimRequest) -> tuple[str, dict[str, Any]]:
@@ -663,7 +674,7 @@ def _claim_statement(claim: ClaimRequest) -> tuple[str, dict[str, Any]]:
     }
     if claim.job_types is not None:
         params["job_types"] = json.dumps(claim.job_types)
-    return sql.CLAIM[(claim.strategy, claim.job_types is not None)], params
+    return sql.CLAIM_IDS[(claim.strategy, claim.job_types is not None)], params
 
 
 def _priority_order(job: ClaimedJob) -> tuple[int, int]:
