@@ -514,11 +514,14 @@ class JobQueue:
         limit: int,
         strategy: Strategy = "priority",
         job_types: tuple[str, ...] | None = None,
+        brief: bool = False,
     ) -> tuple[set[int], list[ClaimedJob]]:
         """Record outcomes of held jobs and claim up to ``limit`` more, in one transaction.
 
         Every outcome applies only while its lease is still held. Returns the ids whose
-        outcome applied and the newly claimed jobs.
+        outcome applied and the newly claimed jobs. ``brief`` marks a small exchange (an
+        idle worker's first claim) that may be committed on the event loop's own thread,
+        saving the hop to the writer's: a few hundred microseconds of latency.
         """
         storage = await self._ready()
         now = self.clock.now()
@@ -534,7 +537,9 @@ class JobQueue:
             if limit > 0
             else None
         )
-        applied, claimed = await storage.finish_and_claim(finished, claim, now, worker_id or None)
+        applied, claimed = await storage.finish_and_claim(
+            finished, claim, now, worker_id or None, brief=brief
+        )
         if any(f.status is JobStatus.PENDING and f.job_id in applied for f in finished):
             self._notify_enqueued()
         return applied, claimed

@@ -274,7 +274,14 @@ class QueueWorker:
                 # this many outcomes wait (see _runner), so the next exchange goes out while
                 # the other claimed jobs keep them busy.
                 self._batch_goal = max(1, (self.concurrency + ahead) // 2)
-                await self._exchange(finished, claim)
+                # An idle worker's first claim fills its runners and no more, on the event
+                # loop's thread when the writer is idle: a job enqueued into an idle queue
+                # starts without a hop to the writer's thread. The claim for the jobs to
+                # hold ahead goes out with the first outcomes.
+                starting = not finished and not self._running
+                if starting:
+                    claim = min(claim, self.concurrency)
+                await self._exchange(finished, claim, brief=starting)
                 continue
             idle = not (self._running or self._ready or self._outcomes)
             if idle and (stopping or burst):
@@ -285,7 +292,9 @@ class QueueWorker:
             else:
                 await self._wakeup.wait()
 
-    async def _exchange(self, finished: list[tuple[ClaimedJob, FinishedJob]], claim: int) -> None:
+    async def _exchange(
+        self, finished: list[tuple[ClaimedJob, FinishedJob]], claim: int, *, brief: bool = False
+    ) -> None:
         if claim:
             # Cleared before the claim: a notification arriving during it is kept.
             self._maybe_new_work = False
@@ -300,6 +309,7 @@ class QueueWorker:
                     limit=claim,
                     strategy=self.strategy,
                     job_types=self.job_types,
+                    brief=brief,
                 )
         except QueueClosedError:
             raise

@@ -11,7 +11,9 @@ time than the thread hop it would otherwise need. These tests pin down what must
 - another process holding the write lock never blocks the loop: the enqueue waits in the
   writer's thread, commits once the lock is free, or fails with DatabaseBusyError having
   written nothing;
-- a write the database rejects is rolled back and the next one commits.
+- a write the database rejects is rolled back and the next one commits;
+- an idle worker's first claim is brief too, and a brief write that runs past its budget
+  is undone and made in the writer's thread instead.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import pytest
 from support import sqlite_storage
 
-from asyncqueue import JobQueue, ManualClock
+from asyncqueue import JobQueue, ManualClock, QueueWorker
 from asyncqueue.errors import DatabaseBusyError, DatabaseError
 from asyncqueue.storage import sqlite_connection
 from asyncqueue.storage.sqlite import BRIEF_METADATA_CHARS
@@ -230,3 +232,79 @@ async def test_a_full_disk_fails_the_enqueue_that_hit_it_and_writes_none_of_it(
         await on_writer("PRAGMA max_page_count = 1073741823")
         assert (await queue.enqueue("after", "x")).created
     assert committed_targets(db_path) == [*accepted, "x"]
+
+
+class Recorder(QueueWorker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ran: list[str] = []
+
+    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+        self.ran.append(target_id)
+        return True
+
+
+class Exchanges:
+    """Each exchange of a worker: (outcomes sent, claim limit, brief, hops it took)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, queue: JobQueue) -> None:
+        self.seen: list[tuple[int, int, bool, int]] = []
+        hops = WriterHops(monkeypatch, queue)
+        original = queue.finish_and_claim
+
+        async def watched(finished: Any, **kwargs: Any) -> Any:
+            before = hops.count
+            result = await original(finished, **kwargs)
+            brief = kwargs.get("brief", False)
+            self.seen.append((len(finished), kwargs["limit"], brief, hops.count - before))
+            return result
+
+        monkeypatch.setattr(queue, "finish_and_claim", watched)
+
+
+async def test_an_idle_workers_first_claim_is_committed_without_a_thread_hop(
+    queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await queue.enqueue_many([{"job_type": "idle", "target_id": str(i)} for i in range(25)])
+    exchanges = Exchanges(monkeypatch, queue)
+    worker = Recorder(queue, concurrency=4)
+    assert await worker.run_until_idle() == 25
+    # A claim from idle fills the runners, on the loop; exchanges carrying outcomes (and the
+    # claim of jobs to hold ahead) go through the writer's thread.
+    assert exchanges.seen[0] == (0, 4, True, 0)
+    assert any(finished for finished, _, _, _ in exchanges.seen)
+    for finished, limit, brief, hops in exchanges.seen:
+        if finished:
+            assert (brief, hops) == (False, 1), exchanges.seen
+        else:
+            assert (limit, brief, hops) == (4, True, 0), exchanges.seen
+    assert sorted(worker.ran, key=int) == [str(i) for i in range(25)]
+    stats = await queue.get_queue_stats()
+    assert (stats.completed_jobs, stats.processing_jobs) == (25, 0)
+
+
+async def test_a_brief_write_past_its_budget_is_undone_and_made_in_the_writers_thread(
+    queue: JobQueue, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every brief write runs out of time at its first look at the clock.
+    monkeypatch.setattr(sqlite_connection, "BRIEF_BUDGET_SECONDS", -1.0)
+    monkeypatch.setattr(sqlite_connection, "BRIEF_CHECK_EVERY", 1)
+    hops = WriterHops(monkeypatch, queue)
+    ids = [int(await queue.enqueue("slow", str(i))) for i in range(3)]
+    assert hops.count == 3
+    assert committed_targets(db_path) == ["0", "1", "2"]
+    exchanges = Exchanges(monkeypatch, queue)
+    worker = Recorder(queue, concurrency=3)
+    assert await worker.run_until_idle() == 3
+    assert exchanges.seen[0] == (0, 3, True, 1)
+    assert sorted(worker.ran) == ["0", "1", "2"]
+    # The interrupted tries left nothing behind: one attempt, one row per transition.
+    for job_id in ids:
+        job = await queue.get_job(job_id)
+        assert job is not None
+        assert (job.status, job.attempts) == ("completed", 1)
+        events = [event.event.value for event in await queue.get_job_history(job_id)]
+        assert events == ["enqueued", "claimed", "completed"]
+    # The budget is lifted once the write is done: the connection's thread is unbounded.
+    writer = sqlite_storage(queue)._write_side()._conn._conn
+    assert writer.execute("SELECT count(*) FROM jobs").fetchone()[0] == 3

@@ -135,11 +135,13 @@ class JobStorage(Protocol):
         claim: ClaimRequest | None,
         now: float,
         worker_id: str | None = None,
+        brief: bool = False,
     ) -> tuple[set[int], list[ClaimedJob]]:
         """Apply outcomes of held jobs, then claim more, in one transaction.
 
-        Returns the ids whose outcome applied (the others had lost their lease) and the
-        newly claimed jobs.
+        ``brief`` marks a small exchange that the backend may make on the event loop's own
+        thread. Returns the ids whose outcome applied (the others had lost their lease) and
+        the newly claimed jobs.
         """
         ...
 

@@ -246,8 +246,10 @@ class SQLiteStorage:
         claim: ClaimRequest | None,
         now: float,
         worker_id: str | None = None,
+        brief: bool = False,
     ) -> tuple[set[int], list[ClaimedJob]]:
-        """Outcomes a few per statement, then the claim: one submission, one hop."""
+        """Outcomes a few per statement, then the claim: one submission, one hop (none when
+        ``brief`` and the writer is idle, see SQLiteWriter.submit)."""
         outcome_statements = _outcome_statements(finished, now)
         claim_ids: str | None = None
         claim_params: dict[str, Any] = {}
@@ -283,7 +285,7 @@ class SQLiteStorage:
         write = self._write_side()
         try:
             applied, claimed_json = await write.submit(
-                lambda conn: exchange(conn, exact=False), pipelined=True
+                lambda conn: exchange(conn, exact=False), pipelined=True, brief=brief
             )
         except _LeaseLost:
             # Undone: run it again, learning which outcomes still held their lease.

@@ -36,6 +36,22 @@ CACHE_KIB = 16 * 1024
 
 #: Most submissions one transaction carries; bounds the latency a huge burst adds to each.
 MAX_GROUP_SIZE = 512
+#: Longest a brief write may hold the event loop: past it, the write is undone and made on
+#: the writer's thread instead (a claim is brief unless, say, thousands of delayed jobs sit
+#: ahead of the due ones in the ready index).
+BRIEF_BUDGET_SECONDS = 0.002
+#: SQLite VM instructions between two looks at a brief write's clock.
+BRIEF_CHECK_EVERY = 1000
+
+
+def is_interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "interrupted" (a progress handler stopped the statement)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return bool((code & 0xFF) == sqlite3.SQLITE_INTERRUPT)
+    return "interrupted" in str(exc)
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -155,8 +171,28 @@ class WriteUnit(Generic[T]):
     merge: Mergeable[T] | None = None
 
 
-class _LockTaken(Exception):
-    """Another connection holds the write lock; nothing was written."""
+class _NotHere(Exception):
+    """A brief write cannot be made on the event loop's thread: another connection holds
+    the write lock, or it ran past its budget. Nothing was written."""
+
+
+def _within_budget(fn: ThreadFunction[T], seconds: float) -> ThreadFunction[T]:
+    """``fn``, interrupted by SQLite once it has run for ``seconds``."""
+
+    def run(conn: sqlite3.Connection) -> T:
+        deadline = time.perf_counter() + seconds
+
+        def past_deadline() -> bool:
+            return time.perf_counter() > deadline
+
+        conn.set_progress_handler(past_deadline, BRIEF_CHECK_EVERY)
+        try:
+            return fn(conn)
+        finally:
+            # Before the COMMIT: a commit is never interrupted halfway.
+            conn.set_progress_handler(None, 0)
+
+    return run
 
 
 @dataclass(slots=True)
@@ -239,11 +275,13 @@ class SQLiteWriter:
         # After a brief commit in this turn of the loop, a caller is one of several at
         # once: it waits in the inbox so the writer task commits the rest of them together.
         if not self._inbox and not self._brief_this_turn and (pipelined or self._idle.is_set()):
-            if brief and self._brief_commits:
+            # The connection's thread must hold nothing of it: a pipelined write may come
+            # while a transaction is there.
+            if brief and self._brief_commits and self._idle.is_set():
                 try:
                     value = self._commit_here(fn)
-                except _LockTaken:
-                    pass  # another process writes: wait for the lock off the loop
+                except _NotHere:
+                    pass  # the lock is taken, or it took too long: off the loop with it
                 else:
                     # Give the loop its turn, as the hop would have: a loop of enqueues
                     # must not starve the app's other tasks.
@@ -283,26 +321,33 @@ class SQLiteWriter:
         raise translate_error(value, self._path)
 
     def _commit_here(self, fn: ThreadFunction[T]) -> T:
-        """Commit ``fn`` on the event loop's thread; raise _LockTaken if the lock is taken.
+        """Commit ``fn`` on the event loop's thread; raise _NotHere if it cannot be done here.
 
         Only called while nothing holds the connection and no submission waits, so the
         connection's thread has nothing of it in hand. Under synchronous=NORMAL the commit
         appends a few pages to the WAL and returns: measured at 55 to 60 us for one job
         with its history row, less than the thread hop it saves (about 90 us on a 2-core
         VM). A commit never waits here: if another process holds the write lock, the
-        caller takes the thread path, which waits and retries off the loop.
+        caller takes the thread path, which waits and retries off the loop; nor does a
+        write that runs past ``BRIEF_BUDGET_SECONDS``, which is undone and takes it too.
         """
         self._brief_this_turn = True
         asyncio.get_running_loop().call_soon(self._end_brief_turn)
         try:
-            ok, value = apply_group(self._conn._conn, [WriteUnit(fn, True)], busy_timeout=0.0)[0]
+            bounded = _within_budget(fn, BRIEF_BUDGET_SECONDS)
+            ok, value = apply_group(self._conn._conn, [WriteUnit(bounded, True)], busy_timeout=0.0)[
+                0
+            ]
         except sqlite3.OperationalError as exc:
-            if is_busy(exc):
-                raise _LockTaken from exc
+            # An interrupted write inside a transaction rolls the transaction back itself.
+            if is_busy(exc) or is_interrupted(exc):
+                raise _NotHere from exc
             raise translate_error(exc, self._path) from exc
         except Exception as exc:
             raise translate_error(exc, self._path) from exc
         if not ok:  # rolled back: nothing committed
+            if is_interrupted(value):
+                raise _NotHere from value
             raise translate_error(value, self._path)
         self._committed()
         result: T = value
