@@ -294,7 +294,7 @@ class SQLiteStorage:
             )
         claimed = [] if claimed_json is None else [claimed_job(v) for v in json.loads(claimed_json)]
         if claim is not None and len(claimed) > 1:
-            # RETURNING gives no order guarantee; hand jobs out in the strategy's order.
+            # The JSON array's order is not guaranteed; hand jobs out in the strategy's.
             if claim.strategy == "priority":
                 claimed.sort(key=_priority_order)
             else:

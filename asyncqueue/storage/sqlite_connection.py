@@ -334,10 +334,8 @@ class SQLiteWriter:
         self._brief_this_turn = True
         asyncio.get_running_loop().call_soon(self._end_brief_turn)
         try:
-            bounded = _within_budget(fn, BRIEF_BUDGET_SECONDS)
-            ok, value = apply_group(self._conn._conn, [WriteUnit(bounded, True)], busy_timeout=0.0)[
-                0
-            ]
+            unit = WriteUnit(_within_budget(fn, BRIEF_BUDGET_SECONDS), True)
+            ok, value = apply_group(self._conn._conn, [unit], busy_timeout=0.0)[0]
         except sqlite3.OperationalError as exc:
             # An interrupted write inside a transaction rolls the transaction back itself.
             if is_busy(exc) or is_interrupted(exc):
