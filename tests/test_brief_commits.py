@@ -7,7 +7,8 @@ time than the thread hop it would otherwise need. These tests pin down what must
 - FULL (a commit is an fsync) keeps every write off the loop, and so does a job with
   metadata larger than a page;
 - a loop of enqueues still gives the app's other tasks their turn;
-- concurrent enqueues still share transactions (group commit);
+- concurrent enqueues still share transactions (group commit), also when the callers of
+  one commit write again at once;
 - another process holding the write lock never blocks the loop: the enqueue waits in the
   writer's thread, commits once the lock is free, or fails with DatabaseBusyError having
   written nothing;
@@ -153,6 +154,24 @@ async def test_concurrent_enqueues_still_share_transactions(queue: JobQueue, db_
     # The first commits alone on the loop; the 49 who came in the same turn go together.
     assert commits.count == 2
     assert sorted(committed_targets(db_path), key=int) == [str(i) for i in range(50)]
+
+
+async def test_callers_resumed_by_one_commit_write_again_in_one_transaction(
+    queue: JobQueue, db_path: Path
+) -> None:
+    """After a group commit, the first caller to write again does not commit alone on the
+    loop while the others of its group queue behind it: each round is one transaction."""
+    commits = CountedCommits(queue)
+    rounds, producers = 5, 10
+
+    async def producer(k: int) -> None:
+        for i in range(rounds):
+            await queue.enqueue("burst", f"{k}-{i}")
+
+    await asyncio.gather(*(producer(k) for k in range(producers)))
+    # The very first enqueue finds the queue idle and commits alone.
+    assert commits.count <= 1 + rounds
+    assert len(committed_targets(db_path)) == rounds * producers
 
 
 async def test_a_lock_held_by_another_process_never_blocks_the_loop(

@@ -331,8 +331,7 @@ class SQLiteWriter:
         caller takes the thread path, which waits and retries off the loop; nor does a
         write that runs past ``BRIEF_BUDGET_SECONDS``, which is undone and takes it too.
         """
-        self._brief_this_turn = True
-        asyncio.get_running_loop().call_soon(self._end_brief_turn)
+        self._start_brief_turn()
         try:
             unit = WriteUnit(_within_budget(fn, BRIEF_BUDGET_SECONDS), True)
             ok, value = apply_group(self._conn._conn, [unit], busy_timeout=0.0)[0]
@@ -350,6 +349,12 @@ class SQLiteWriter:
         self._committed()
         result: T = value
         return result
+
+    def _start_brief_turn(self) -> None:
+        """Until the loop's next turn, writes wait in the inbox to be committed together."""
+        if not self._brief_this_turn:
+            self._brief_this_turn = True
+            asyncio.get_running_loop().call_soon(self._end_brief_turn)
 
     def _end_brief_turn(self) -> None:
         self._brief_this_turn = False
@@ -405,6 +410,11 @@ class SQLiteWriter:
                 submission.future.set_result(value)
             else:
                 submission.future.set_exception(translate_error(value, self._path))
+        if len(batch) > 1:
+            # The callers resume in the loop's next turn, and those who write again come
+            # together: the first must not commit alone on the loop while the rest wait for
+            # it (50 producers: a brief commit of one and a group of 49, each turn).
+            self._start_brief_turn()
 
     async def _apply_with_busy_retry(self, units: list[WriteUnit[Any]]) -> list[tuple[bool, Any]]:
         def apply(raw: sqlite3.Connection) -> list[tuple[bool, Any]]:
