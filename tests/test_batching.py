@@ -236,6 +236,52 @@ async def test_one_batch_applies_exactly_the_right_transition_to_each_job(
     )
 
 
+async def test_completions_go_out_together_beside_other_outcomes_and_clear_old_errors(
+    queue: JobQueue, clock: ManualClock, db_path: Path
+) -> None:
+    """Plain completions share one statement; each still gets exactly its own transition."""
+    names = [f"c{i}" for i in range(70)] + ["again", "fails", "released"]
+    ids = await queue.enqueue_many([{"job_type": "mix", "target_id": n} for n in names])
+    job = dict(zip(names, (int(i) for i in ids), strict=True))
+    (first_try,) = await queue.claim("A", limit=1, job_types=("mix",))
+    assert first_try.id == job["c0"]
+    # c0 fails once, so its completion below must clear the earlier error.
+    await queue.finish_and_claim([queue.outcome(first_try, "flaky")], worker_id="A", limit=0)
+    clock.advance(60.0)
+    held = {j.target_id: j for j in await queue.claim("A", limit=len(names))}
+    assert set(held) == set(names)
+    clock.advance(2.0)
+    t_done = clock.now()
+    outcomes = [queue.outcome(held[n], None) for n in names if n.startswith("c")]
+    outcomes.insert(35, queue.outcome(held["fails"], "boom"))
+    outcomes.insert(10, queue.released(held["released"]))
+    outcomes.append(queue.outcome(held["again"], None))
+
+    applied, _ = await queue.finish_and_claim(outcomes, worker_id="A", limit=0)
+
+    assert applied == set(job.values())
+    stored = raw_jobs(db_path)
+    for name in [n for n in names if n.startswith("c")] + ["again"]:
+        row = stored[job[name]]
+        assert (row["status"], row["error_message"], row["completed_at"]) == (
+            "completed",
+            None,
+            t_done,
+        ), name
+        assert (row["active"], row["lease_token"], row["lease_expires_at"]) == (None, None, None)
+        assert row["worker_id"] == "A"
+    assert (stored[job["c0"]]["retry_count"], stored[job["c0"]]["attempts"]) == (1, 2)
+    assert stored[job["fails"]]["status"] == "retry_scheduled"
+    assert stored[job["fails"]]["error_message"] == "boom"
+    assert stored[job["released"]]["status"] == "pending"
+    assert stored[job["released"]]["worker_id"] is None
+    c0_history = [event.event.value for event in await queue.get_job_history(job["c0"])]
+    assert c0_history == ["enqueued", "claimed", "retry_scheduled", "claimed", "completed"]
+    for name in ("c1", "c69", "again"):
+        history = [event.event.value for event in await queue.get_job_history(job[name])]
+        assert history == ["enqueued", "claimed", "completed"], name
+
+
 async def test_an_exchange_naming_a_lost_lease_is_undone_and_applied_exactly_once(
     queue: JobQueue, db_path: Path
 ) -> None:
@@ -679,6 +725,7 @@ PLAN_PARAMS: dict[str, Any] = {
     "job_types": '["a", "b"]',
     "finished": '[[1, "token", "completed", null, null, 0]]',
     "leases": '[[1, "token"]]',
+    "done": '[[1, "token"], [2, "token"]]',
     "expires_at": 2.0,
     "id": 1,
     "before": 1.0,
@@ -755,9 +802,16 @@ def finish_statements() -> list[tuple[str, str]]:
     by_size: dict[int, str] | None = getattr(sql, "FINISH_ROWS", None)
     if by_size is not None:
         returning: dict[int, str] = getattr(sql, "FINISH_ROWS_RETURNING", {})
-        return [(f"FINISH_ROWS[{n}]", statement) for n, statement in by_size.items()] + [
-            (f"FINISH_ROWS_RETURNING[{n}]", statement) for n, statement in returning.items()
+        completions = [
+            (name, getattr(sql, name))
+            for name in ("FINISH_COMPLETED", "FINISH_COMPLETED_RETURNING")
+            if hasattr(sql, name)
         ]
+        return (
+            completions
+            + [(f"FINISH_ROWS[{n}]", statement) for n, statement in by_size.items()]
+            + [(f"FINISH_ROWS_RETURNING[{n}]", statement) for n, statement in returning.items()]
+        )
     return [("FINISH_JOBS", getattr(sql, "FINISH_JOBS"))]  # noqa: B009 - may not exist
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import aiosqlite
 
@@ -263,13 +263,13 @@ class SQLiteStorage:
 
         def exchange(conn: sqlite3.Connection, exact: bool) -> tuple[set[int], str | None]:
             applied: set[int] = set()
-            for size, params, ids in outcome_statements:
+            for statement in outcome_statements:
                 if exact:
                     applied.update(
-                        row[0] for row in rows(conn, sql.FINISH_ROWS_RETURNING[size], params)
+                        row[0] for row in rows(conn, statement.returning, statement.params)
                     )
-                elif conn.execute(sql.FINISH_ROWS[size], params).rowcount == len(ids):
-                    applied.update(ids)
+                elif conn.execute(statement.sql, statement.params).rowcount == len(statement.ids):
+                    applied.update(statement.ids)
                 else:
                     raise _LeaseLost
             if rare:
@@ -650,17 +650,49 @@ def _claimed_events(
     ]
 
 
-def _outcome_statements(
-    finished: Sequence[FinishedJob], now: float
-) -> list[tuple[int, list[Any], list[int]]]:
-    """The outcome UPDATEs for ``finished``: (rows, flat parameters, job ids) each."""
-    statements: list[tuple[int, list[Any], list[int]]] = []
-    for size, chunk in _chunks(finished, sql.FINISH_ROWS_PER_STATEMENT):
+class _OutcomeStatement(NamedTuple):
+    """One UPDATE applying outcomes: without and with RETURNING, and the jobs it names."""
+
+    sql: str
+    returning: str
+    params: Sequence[Any] | Mapping[str, Any]
+    ids: list[int]
+
+
+def _outcome_statements(finished: Sequence[FinishedJob], now: float) -> list[_OutcomeStatement]:
+    """The outcome UPDATEs for ``finished``: every completion in one, the rest a few a row."""
+    completed = [f for f in finished if _is_plain_completion(f)]
+    others = [f for f in finished if not _is_plain_completion(f)] if completed else finished
+    statements: list[_OutcomeStatement] = []
+    if completed:
+        done = json.dumps([[f.job_id, f.token] for f in completed])
+        statements.append(
+            _OutcomeStatement(
+                sql.FINISH_COMPLETED,
+                sql.FINISH_COMPLETED_RETURNING,
+                {"done": done, "now": now},
+                [f.job_id for f in completed],
+            )
+        )
+    for size, chunk in _chunks(others, sql.FINISH_ROWS_PER_STATEMENT):
         params: list[Any] = []
         for f in chunk:
             params += (f.job_id, f.token, f.status.value, f.run_at, f.error, f.counts_retry, now)
-        statements.append((size, params, [f.job_id for f in chunk]))
+        statements.append(
+            _OutcomeStatement(
+                sql.FINISH_ROWS[size],
+                sql.FINISH_ROWS_RETURNING[size],
+                params,
+                [f.job_id for f in chunk],
+            )
+        )
     return statements
+
+
+def _is_plain_completion(outcome: FinishedJob) -> bool:
+    return (
+        outcome.status is JobStatus.COMPLETED and outcome.error is None and outcome.run_at is None
+    )
 
 
 class _LeaseLost(Exception):

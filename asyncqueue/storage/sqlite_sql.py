@@ -295,7 +295,7 @@ FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 _LEASE_CLEARED = "lease_token = NULL, lease_expires_at = NULL"
 
-# Outcomes of a batch, a few per statement, each fenced by its lease token: 7 parameters a
+# Outcomes other than completions (see FINISH_COMPLETED), a few per statement, each fenced by its lease token: 7 parameters a
 # row (id, token, status, run_at, error, retried, now). NOT INDEXED keeps the plan a rowid
 # lookup per outcome rather than a walk over every processing row. A released job (status
 # pending) keeps its previous error and loses its worker; the others record theirs.
@@ -330,6 +330,28 @@ FINISH_ROWS: dict[int, str] = {n: finish_rows_sql(n) for n in FINISH_ROWS_PER_ST
 FINISH_ROWS_RETURNING: dict[int, str] = {
     n: finish_rows_sql(n, returning=True) for n in FINISH_ROWS_PER_STATEMENT
 }
+
+
+def finish_completed_sql(returning: bool = False) -> str:
+    """UPDATE completing the jobs in ``:done``, a JSON array of ``[id, lease token]`` pairs.
+
+    Completions are nearly every outcome, and they differ only in id and token: one
+    statement completes a whole batch, where the multi-row form took one per 64 outcomes
+    (raw SQL, 400-job batches: 4.1 against 4.8 µs a job, and each statement the writer's
+    thread runs is one more wait for the GIL the event loop holds).
+    """
+    return f"""
+UPDATE jobs NOT INDEXED SET
+    status = 'completed', error_message = NULL, completed_at = :now, active = NULL,
+    updated_at = :now, {_LEASE_CLEARED}
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS token FROM json_each(:done)) AS done
+WHERE jobs.id = done.id AND jobs.lease_token = done.token AND jobs.status = 'processing'
+{"RETURNING jobs.id" if returning else ""}
+"""
+
+
+FINISH_COMPLETED = finish_completed_sql()
+FINISH_COMPLETED_RETURNING = finish_completed_sql(returning=True)
 
 RENEW_LEASES = """
 UPDATE jobs NOT INDEXED SET lease_expires_at = :expires_at, updated_at = :now
