@@ -248,8 +248,9 @@ class SQLiteStorage:
         worker_id: str | None = None,
         brief: bool = False,
     ) -> tuple[set[int], list[ClaimedJob]]:
-        """Outcomes a few per statement, then the claim: one submission, one hop (none when
-        ``brief`` and the writer is idle, see SQLiteWriter.submit)."""
+        """Completions in one statement, other outcomes a few per statement, then the claim:
+        one submission, one hop (none when ``brief`` and the writer is idle, see
+        SQLiteWriter.submit)."""
         outcome_statements = _outcome_statements(finished, now)
         claim_ids: str | None = None
         claim_params: dict[str, Any] = {}
@@ -660,7 +661,7 @@ class _OutcomeStatement(NamedTuple):
 
 
 def _outcome_statements(finished: Sequence[FinishedJob], now: float) -> list[_OutcomeStatement]:
-    """The outcome UPDATEs for ``finished``: every completion in one, the rest a few a row."""
+    """The outcome UPDATEs for ``finished``: plain completions in one, the rest a few each."""
     completed = [f for f in finished if _is_plain_completion(f)]
     others = [f for f in finished if not _is_plain_completion(f)] if completed else finished
     statements: list[_OutcomeStatement] = []

@@ -295,10 +295,11 @@ FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 _LEASE_CLEARED = "lease_token = NULL, lease_expires_at = NULL"
 
-# Outcomes other than completions (see FINISH_COMPLETED), a few per statement, each fenced by its lease token: 7 parameters a
-# row (id, token, status, run_at, error, retried, now). NOT INDEXED keeps the plan a rowid
-# lookup per outcome rather than a walk over every processing row. A released job (status
-# pending) keeps its previous error and loses its worker; the others record theirs.
+# Outcomes other than plain completions (those go in FINISH_COMPLETED), a few per statement,
+# each fenced by its lease token: 7 parameters a row (id, token, status, run_at, error,
+# retried, now). NOT INDEXED keeps the plan a rowid lookup per outcome rather than a walk
+# over every processing row. A released job (status pending) keeps its previous error and
+# loses its worker; the others record theirs.
 _FINISH_ROW = "(?, ?, ?, ?, ?, ?, ?)"
 #: Outcomes per statement; a batch is cut into these sizes, largest first.
 FINISH_ROWS_PER_STATEMENT = (64, 16, 4, 1)
