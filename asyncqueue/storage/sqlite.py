@@ -662,8 +662,11 @@ class _OutcomeStatement(NamedTuple):
 
 def _outcome_statements(finished: Sequence[FinishedJob], now: float) -> list[_OutcomeStatement]:
     """The outcome UPDATEs for ``finished``: plain completions in one, the rest a few each."""
-    completed = [f for f in finished if _is_plain_completion(f)]
-    others = [f for f in finished if not _is_plain_completion(f)] if completed else finished
+    completed: list[FinishedJob] = []
+    others: list[FinishedJob] = []
+    for f in finished:
+        plain = f.status is JobStatus.COMPLETED and f.error is None and f.run_at is None
+        (completed if plain else others).append(f)
     statements: list[_OutcomeStatement] = []
     if completed:
         done = json.dumps([[f.job_id, f.token] for f in completed])
@@ -688,12 +691,6 @@ def _outcome_statements(finished: Sequence[FinishedJob], now: float) -> list[_Ou
             )
         )
     return statements
-
-
-def _is_plain_completion(outcome: FinishedJob) -> bool:
-    return (
-        outcome.status is JobStatus.COMPLETED and outcome.error is None and outcome.run_at is None
-    )
 
 
 class _LeaseLost(Exception):
