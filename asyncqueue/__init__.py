@@ -27,10 +27,12 @@ from asyncqueue.job import (
     TERMINAL_STATUSES,
     Job,
     JobId,
+    JobResult,
     JobStatus,
     QueueStats,
 )
 from asyncqueue.metrics import JobTypeMetrics, QueueMetrics
+from asyncqueue.protocol import WorkerQueue
 from asyncqueue.queue import JobQueue
 from asyncqueue.retry import RetryPolicy
 from asyncqueue.worker import QueueWorker
@@ -52,6 +54,7 @@ __all__ = [
     "JobEventType",
     "JobId",
     "JobQueue",
+    "JobResult",
     "JobStatus",
     "JobTypeMetrics",
     "ManualClock",
@@ -65,6 +68,7 @@ __all__ = [
     "ValidationError",
     "ValidationTypeError",
     "WorkerError",
+    "WorkerQueue",
     "__version__",
     "close_default_queue",
     "enqueue_job",

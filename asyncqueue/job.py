@@ -80,7 +80,9 @@ def _as_datetime(timestamp: float | None) -> datetime | None:
 class Job:
     """A job record as stored. Fields are attributes; ``job['field']`` also works.
 
-    Times are timezone-aware UTC datetimes (None where not reached yet).
+    Times are timezone-aware UTC datetimes (None where not reached yet). ``result`` is what
+    the completed attempt produced (a :class:`JobResult` value, or a remote worker's result);
+    ``lease_token`` is the token of the current or last attempt's lease.
     """
 
     id: int
@@ -100,6 +102,8 @@ class Job:
     completed_at: datetime | None
     updated_at: datetime
     lease_expires_at: datetime | None = field(default=None, repr=False)
+    result: Any = field(default=None, repr=False)
+    lease_token: str | None = field(default=None, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         """Seed-style access: ``job['error_message']``."""
@@ -150,10 +154,25 @@ class Job:
             completed_at=_as_datetime(row["completed_at"]),
             updated_at=_as_datetime(row["updated_at"]),  # type: ignore[arg-type]
             lease_expires_at=_as_datetime(row["lease_expires_at"]),
+            result=None if row["result"] is None else json.loads(row["result"]),
+            lease_token=row["lease_token"],
         )
 
 
 _JOB_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Job))
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """Return ``JobResult(value)`` from ``process_job`` to complete the job and keep ``value``.
+
+    ``value`` is any JSON value (dict, list, str, number, bool or None), at most the queue's
+    ``max_metadata_bytes`` as JSON; it is stored with the job and read back as
+    ``job.result``. Returning plain ``True`` completes a job without a result. A value that
+    cannot be stored makes the attempt fail with the reason as its error.
+    """
+
+    value: Any
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from asyncqueue.events import EventHub, JobEvent
 from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
 from asyncqueue.logs import get_logger
 from asyncqueue.metrics import DEFAULT_WINDOW_SECONDS, QueueMetrics, build_metrics, check_window
+from asyncqueue.protocol import predicted_failure
 from asyncqueue.storage.base import (
     ClaimRequest,
     FinishedJob,
@@ -132,6 +133,16 @@ class JobQueue:
     def path(self) -> str:
         """The database file."""
         return self.settings.path
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim holds a job without renewal: ``job_timeout_minutes`` in seconds."""
+        return self.settings.lease_seconds
+
+    @property
+    def max_result_bytes(self) -> int:
+        """The largest result a job may keep, in bytes of JSON (``max_metadata_bytes``)."""
+        return self.settings.max_metadata_bytes
 
     @property
     def is_open(self) -> bool:
@@ -486,19 +497,27 @@ class JobQueue:
         return claimed
 
     def outcome(
-        self, job: ClaimedJob, error: str | None, duration: float | None = None
+        self,
+        job: ClaimedJob,
+        error: str | None,
+        duration: float | None = None,
+        *,
+        result_json: str | None = None,
     ) -> FinishedJob:
         """Decide a held job's next status: completed, retry after backoff, or failed.
 
-        ``duration`` (seconds the attempt ran) is only passed on to event subscribers.
+        ``duration`` (seconds the attempt ran) is only passed on to event subscribers;
+        ``result_json`` (a completed attempt's result, as JSON) is stored with the job.
         """
         status, run_at = JobStatus.COMPLETED, None
         if error is not None:
-            status = JobStatus.FAILED
-            if job.retry_count < job.max_retries:
-                status = JobStatus.RETRY_SCHEDULED
+            result_json = None
+            status = predicted_failure(job)
+            if status is JobStatus.RETRY_SCHEDULED:
                 run_at = self.clock.now() + self.settings.retry_policy.delay_for(job.retry_count)
-        return FinishedJob(job.id, job.lease_token, status, run_at, error, job.job_type, duration)
+        return FinishedJob(
+            job.id, job.lease_token, status, run_at, error, job.job_type, duration, result_json
+        )
 
     def released(self, job: ClaimedJob) -> FinishedJob:
         """The outcome that gives a held job back to pending without counting the attempt."""
@@ -571,6 +590,14 @@ class JobQueue:
         now = self.clock.now()
         leases = [Lease(job.id, job.lease_token) for job in jobs]
         return await storage.renew_leases(leases, now + self.settings.lease_seconds, now)
+
+    async def wait_for_work(self, seconds: float, job_types: tuple[str, ...] | None) -> None:
+        """Sleep ``seconds`` on the queue's clock.
+
+        A local worker is woken earlier by its enqueue listener (see
+        :meth:`add_enqueue_listener`), which it races with this wait.
+        """
+        await self.clock.sleep(seconds)
 
     async def record_worker(self, worker: WorkerRecord) -> None:
         """Register or heartbeat a worker, and prune workers no longer alive."""

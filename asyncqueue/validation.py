@@ -135,6 +135,27 @@ def encode_metadata(metadata: object, max_bytes: int) -> str:
     return encoded
 
 
+def encode_result(value: object, max_bytes: int) -> str:
+    """Encode a job's result as JSON text: any JSON value of at most ``max_bytes``.
+
+    Raises:
+        ValidationTypeError: the value is not JSON-serialisable (NaN and infinity included).
+        ValidationError: its JSON is longer than ``max_bytes`` bytes.
+    """
+    try:
+        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationTypeError(f"result is not JSON-serialisable: {exc}") from exc
+    if encoded.isascii():
+        size = len(encoded)
+    else:
+        _require_utf8("result", encoded)
+        size = len(encoded.encode("utf-8"))
+    if size > max_bytes:
+        raise ValidationError(f"result is {size} bytes as JSON; the limit is {max_bytes}")
+    return encoded
+
+
 def _run_at(delay: object, run_at: object, now: float) -> float:
     if delay is not None and run_at is not None:
         raise ValidationError("give delay or run_at, not both")

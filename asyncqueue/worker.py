@@ -17,11 +17,11 @@ import anyio
 
 from asyncqueue.clock import Clock
 from asyncqueue.errors import AsyncQueueError, ConfigurationError, QueueClosedError, WorkerError
-from asyncqueue.job import ClaimedJob, JobStatus
+from asyncqueue.job import ClaimedJob, JobResult, JobStatus
 from asyncqueue.logs import get_logger
-from asyncqueue.queue import JobQueue
+from asyncqueue.protocol import WorkerQueue
 from asyncqueue.storage.base import FinishedJob, Strategy, WorkerRecord
-from asyncqueue.validation import job_type_name
+from asyncqueue.validation import encode_result, job_type_name
 
 #: Seconds running jobs get to finish after ``stop()`` before they are returned to pending.
 DEFAULT_SHUTDOWN_GRACE_PERIOD = 30.0
@@ -42,7 +42,10 @@ _inside_job: contextvars.ContextVar[bool] = contextvars.ContextVar("asyncqueue_j
 
 
 class QueueWorker:
-    """Runs jobs from a :class:`JobQueue`. Subclass it and implement :meth:`process_job`.
+    """Runs jobs from a queue. Subclass it and implement :meth:`process_job`.
+
+    The queue is a :class:`~asyncqueue.JobQueue` (the database, in this process) or a
+    :class:`~asyncqueue.RemoteQueue` (a server's HTTP API): the same subclass runs on both.
 
     Args:
         queue: the queue to work on (opened on first use if it is not open yet).
@@ -64,7 +67,7 @@ class QueueWorker:
 
     def __init__(
         self,
-        queue: JobQueue,
+        queue: WorkerQueue,
         *,
         worker_id: str | None = None,
         concurrency: int = 1,
@@ -74,9 +77,11 @@ class QueueWorker:
         shutdown_grace_period: float = DEFAULT_SHUTDOWN_GRACE_PERIOD,
         heartbeat_interval: float | None = None,
     ) -> None:
-        if not isinstance(queue, JobQueue):
-            raise ConfigurationError(f"queue must be a JobQueue, got {type(queue).__name__}")
-        self.queue = queue
+        if not isinstance(queue, WorkerQueue):
+            raise ConfigurationError(
+                f"queue must be a JobQueue or a RemoteQueue, got {type(queue).__name__}"
+            )
+        self.queue: WorkerQueue = queue
         self.worker_id = _worker_id(worker_id)
         self.concurrency = _positive_int("concurrency", concurrency)
         self.job_types = _job_types(job_types)
@@ -89,7 +94,7 @@ class QueueWorker:
         self.shutdown_grace_period = _non_negative_number(
             "shutdown_grace_period", shutdown_grace_period
         )
-        lease = queue.settings.lease_seconds
+        lease = queue.lease_seconds
         self.heartbeat_interval = (
             min(lease / 3, MAX_HEARTBEAT_INTERVAL)
             if heartbeat_interval is None
@@ -124,11 +129,15 @@ class QueueWorker:
         self._started_at = 0.0
         self._log = get_logger("asyncqueue.worker", worker_id=self.worker_id)
 
-    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+    async def process_job(
+        self, job_type: str, target_id: str, metadata: dict[str, Any]
+    ) -> bool | JobResult:
         """Do the work of one job. Return True when it succeeded.
 
-        Returning anything else, or raising, is a failed attempt: the job is retried with
-        backoff while retries remain, then marked failed. Exceptions never stop the worker.
+        Return ``JobResult(value)`` instead to succeed and keep ``value`` (any JSON value)
+        with the job, read back as ``job.result``. Returning anything else, or raising, is a
+        failed attempt: the job is retried with backoff while retries remain, then marked
+        failed. Exceptions never stop the worker.
         """
         raise NotImplementedError("subclass QueueWorker and implement process_job")
 
@@ -287,7 +296,7 @@ class QueueWorker:
             if idle and (stopping or burst):
                 return
             if idle and not self._maybe_new_work:
-                await self._wait_for(self._wakeup, self.poll_interval)
+                await self._wait_for_work()
                 self._maybe_new_work = True
             else:
                 await self._wakeup.wait()
@@ -376,6 +385,29 @@ class QueueWorker:
         await self.clock.sleep(seconds)
         event.set()
 
+    async def _wait_for_work(self) -> None:
+        """Idle: wait for a wake-up (new work seen, stop) or the queue's own wait for work.
+
+        The queue's wait is a sleep of ``poll_interval`` for a local queue and a long poll
+        for a remote one; it claims nothing, so cancelling it loses nothing.
+        """
+        if self._wakeup.is_set():
+            return
+        waiter = asyncio.ensure_future(self.queue.wait_for_work(self.poll_interval, self.job_types))
+        waiter.add_done_callback(self._wake_after_wait)
+        try:
+            await self._wakeup.wait()
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                # One turn lets the wait finish, so a test clock keeps no stale sleeper.
+                await asyncio.sleep(0)
+
+    def _wake_after_wait(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.cancelled() and waiter.exception() is not None:
+            self._log.warning("worker.wait_failed", error=str(waiter.exception()))
+        self._wakeup.set()
+
     # -- running jobs --------------------------------------------------------------------
 
     async def _runner(self) -> None:
@@ -389,14 +421,16 @@ class QueueWorker:
             self._running += 1
             started = time.perf_counter()
             try:
-                error = await self._call(job)
+                error, result_json = await self._call(job)
             finally:
                 # On cancellation the job keeps its lease and no outcome: it is released.
                 self._running -= 1
                 self._wakeup.set()
             duration = time.perf_counter() - started
             self._note_duration(duration)
-            self._outcomes.append((job, self.queue.outcome(job, error, duration)))
+            self._outcomes.append(
+                (job, self.queue.outcome(job, error, duration, result_json=result_json))
+            )
             if len(self._outcomes) >= self._batch_goal and not self._exchanging:
                 # A job that never awaits anything would let this runner work through the
                 # whole buffer before the exchange loop runs: give it the turn to send this
@@ -427,8 +461,8 @@ class QueueWorker:
             await self._job_available.wait()
         return self._ready.popleft()
 
-    async def _call(self, job: ClaimedJob) -> str | None:
-        """Run ``process_job``; return None on success, else the error to record."""
+    async def _call(self, job: ClaimedJob) -> tuple[str | None, str | None]:
+        """Run ``process_job``; return ``(error, result_json)``: error None on success."""
         self._log.debug("job.started", job_id=job.id, job_type=job.job_type)
         try:
             result = await self.process_job(job.job_type, job.target_id, job.metadata)
@@ -438,14 +472,19 @@ class QueueWorker:
                 raise  # the worker itself is being cancelled
             # The job's own code raised CancelledError (say, it awaited a future someone
             # cancelled): a failed attempt like any other.
-            return self._attempt_failed(job, exc)
+            return self._attempt_failed(job, exc), None
         except Exception as exc:  # noqa: BLE001 - a job's failure must never stop the worker
-            return self._attempt_failed(job, exc)
+            return self._attempt_failed(job, exc), None
         if result is True:
-            return None
+            return None, None
+        if isinstance(result, JobResult):
+            try:
+                return None, encode_result(result.value, self.queue.max_result_bytes)
+            except AsyncQueueError as exc:
+                return self._attempt_failed(job, exc), None
         if result is False:
-            return "process_job returned False"
-        return f"process_job returned {result!r} instead of True"
+            return "process_job returned False", None
+        return f"process_job returned {_short_repr(result)} instead of True", None
 
     def _attempt_failed(self, job: ClaimedJob, exc: BaseException) -> str:
         self._log.warning("job.attempt_failed", job_id=job.id, job_type=job.job_type, exc_info=exc)
@@ -534,6 +573,14 @@ class QueueWorker:
             await self.queue.remove_worker(self.worker_id)
         except AsyncQueueError:
             self._log.exception("worker.unregister_failed")
+
+
+def _short_repr(value: object, limit: int = 200) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not lose the failure
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -82,7 +82,9 @@ async def test_a_version_2_file_keeps_every_job_event_and_id(
         duplicate = await queue.enqueue("t", "pending")
 
     after = snapshot(db_path)
-    assert after["jobs"][:-1] == before["jobs"]
+    # Version 4 adds the result column, NULL for every job written before it.
+    assert [row[:-1] for row in after["jobs"][:-1]] == before["jobs"]
+    assert all(row[-1] is None for row in after["jobs"])
     assert after["events"][: len(before["events"])] == before["events"]
     assert int(new) == 8  # after the deleted job's 7, not after the highest id kept
     assert not duplicate.created
@@ -90,7 +92,7 @@ async def test_a_version_2_file_keeps_every_job_event_and_id(
     assert (stats.pending_jobs, stats.processing_jobs, stats.completed_jobs) == (1, 1, 1)
     assert (stats.retry_scheduled_jobs, stats.failed_jobs) == (1, 1)
     with closing(sqlite3.connect(db_path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 4
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert {

@@ -67,7 +67,10 @@ class EventSink(Protocol):
 # Not frozen: one is made per job, and a frozen dataclass takes 0.5 us more to build.
 @dataclass(slots=True)
 class FinishedJob:
-    """The outcome of one held job: its next status and, for a retry, when it runs."""
+    """The outcome of one held job: its next status and, for a retry, when it runs.
+
+    ``result_json`` is what a completed attempt produced, as JSON text (None: nothing).
+    """
 
     job_id: int
     token: str
@@ -76,6 +79,7 @@ class FinishedJob:
     error: str | None = None
     job_type: str | None = None
     duration: float | None = None
+    result_json: str | None = None
 
     @property
     def counts_retry(self) -> bool:

@@ -665,7 +665,12 @@ def _outcome_statements(finished: Sequence[FinishedJob], now: float) -> list[_Ou
     completed: list[FinishedJob] = []
     others: list[FinishedJob] = []
     for f in finished:
-        plain = f.status is JobStatus.COMPLETED and f.error is None and f.run_at is None
+        plain = (
+            f.status is JobStatus.COMPLETED
+            and f.error is None
+            and f.run_at is None
+            and f.result_json is None
+        )
         (completed if plain else others).append(f)
     statements: list[_OutcomeStatement] = []
     if completed:
@@ -681,7 +686,16 @@ def _outcome_statements(finished: Sequence[FinishedJob], now: float) -> list[_Ou
     for size, chunk in _chunks(others, sql.FINISH_ROWS_PER_STATEMENT):
         params: list[Any] = []
         for f in chunk:
-            params += (f.job_id, f.token, f.status.value, f.run_at, f.error, f.counts_retry, now)
+            params += (
+                f.job_id,
+                f.token,
+                f.status.value,
+                f.run_at,
+                f.error,
+                f.counts_retry,
+                now,
+                f.result_json,
+            )
         statements.append(
             _OutcomeStatement(
                 sql.FINISH_ROWS[size],

@@ -26,7 +26,7 @@ FINISHED_REMOVABLE = _sql_set(JobStatus.COMPLETED, JobStatus.CANCELLED)
 APPLICATION_ID = 0x41513031
 
 #: The schema version this library writes; PRAGMA user_version holds the file's.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 JOBS_INDEXES = (
     # Duplicate prevention lives in the database, so concurrent enqueuers cannot race.
@@ -157,6 +157,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         *JOBS_INDEXES,
         *VIEWS,
     ),
+    # What a job produced (process_job's JobResult, a remote worker's "result"), as JSON.
+    4: ("ALTER TABLE jobs ADD COLUMN result TEXT CHECK (result IS NULL OR json_valid(result))",),
 }
 
 # History rows of the frequent transitions are written by SQLite itself, inside the
@@ -189,7 +191,7 @@ HISTORY_TRIGGERS = (
 _JOB_COLUMNS = (
     "id, job_type, target_id, status, priority, retry_count, max_retries, attempts, metadata, "
     "error_message, worker_id, created_at, run_at, started_at, completed_at, updated_at, "
-    "lease_expires_at"
+    "lease_expires_at, result, lease_token"
 )
 
 # An enqueue's history rows, written by one statement after the INSERTs of a write rather
@@ -296,11 +298,12 @@ FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
 _LEASE_CLEARED = "lease_token = NULL, lease_expires_at = NULL"
 
 # Outcomes other than plain completions (those go in FINISH_COMPLETED), a few per statement,
-# each fenced by its lease token: 7 parameters a row (id, token, status, run_at, error,
-# retried, now). NOT INDEXED keeps the plan a rowid lookup per outcome rather than a walk
-# over every processing row. A released job (status pending) keeps its previous error and
-# loses its worker; the others record theirs.
-_FINISH_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+# each fenced by its lease token: 8 parameters a row (id, token, status, run_at, error,
+# retried, now, result). NOT INDEXED keeps the plan a rowid lookup per outcome rather than a
+# walk over every processing row. A released job (status pending) keeps its previous error
+# and loses its worker and token; the others record theirs and keep the token of the attempt
+# that finished, so a worker repeating its report (an answer lost in transit) is recognised.
+_FINISH_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
 #: Outcomes per statement; a batch is cut into these sizes, largest first.
 FINISH_ROWS_PER_STATEMENT = (64, 16, 4, 1)
 
@@ -316,7 +319,9 @@ UPDATE jobs NOT INDEXED SET
     completed_at = CASE WHEN done.column3 IN ('completed', 'failed') THEN done.column7 END,
     active = CASE WHEN done.column3 IN ('completed', 'failed') THEN NULL ELSE 1 END,
     worker_id = CASE WHEN done.column3 = 'pending' THEN NULL ELSE worker_id END,
-    updated_at = done.column7, lease_token = NULL, lease_expires_at = NULL
+    result = CASE WHEN done.column3 = 'completed' THEN done.column8 ELSE result END,
+    lease_token = CASE WHEN done.column3 = 'pending' THEN NULL ELSE lease_token END,
+    updated_at = done.column7, lease_expires_at = NULL
 FROM (VALUES {", ".join([_FINISH_ROW] * rows)}) AS done
 WHERE jobs.id = done.column1 AND jobs.lease_token = done.column2
     AND jobs.status = 'processing'
@@ -344,7 +349,7 @@ def finish_completed_sql(returning: bool = False) -> str:
     return f"""
 UPDATE jobs NOT INDEXED SET
     status = 'completed', error_message = NULL, completed_at = :now, active = NULL,
-    updated_at = :now, {_LEASE_CLEARED}
+    updated_at = :now, lease_expires_at = NULL
 FROM (SELECT value ->> 0 AS id, value ->> 1 AS token FROM json_each(:done)) AS done
 WHERE jobs.id = done.id AND jobs.lease_token = done.token AND jobs.status = 'processing'
 {"RETURNING jobs.id" if returning else ""}
