@@ -15,6 +15,9 @@ from asyncqueue.errors import (
     DatabaseError,
     DatabaseOpenError,
     QueueClosedError,
+    RemoteAuthError,
+    RemoteError,
+    RemoteUnavailableError,
     SchemaVersionError,
     ValidationError,
     ValidationTypeError,
@@ -34,6 +37,7 @@ from asyncqueue.job import (
 from asyncqueue.metrics import JobTypeMetrics, QueueMetrics
 from asyncqueue.protocol import WorkerQueue
 from asyncqueue.queue import JobQueue
+from asyncqueue.remote import RemoteQueue
 from asyncqueue.retry import RetryPolicy
 from asyncqueue.worker import QueueWorker
 
@@ -62,6 +66,10 @@ __all__ = [
     "QueueMetrics",
     "QueueStats",
     "QueueWorker",
+    "RemoteAuthError",
+    "RemoteError",
+    "RemoteQueue",
+    "RemoteUnavailableError",
     "RetryPolicy",
     "SchemaVersionError",
     "SystemClock",

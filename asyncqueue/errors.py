@@ -65,3 +65,25 @@ class DatabaseBusyError(DatabaseError):
     The total wait is bounded by ``busy_timeout * busy_retries`` plus the short backoff
     between tries (see ``JobQueue``).
     """
+
+
+class RemoteError(AsyncQueueError):
+    """Raised by ``RemoteQueue`` when the server refuses a request or answers nonsense.
+
+    ``status`` is the HTTP status of the answer (None when there was none).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class RemoteAuthError(RemoteError):
+    """Raised by ``RemoteQueue`` on 401 or 403: the token is missing, wrong, or lacks scope."""
+
+
+class RemoteUnavailableError(RemoteError):
+    """Raised by ``RemoteQueue`` when the server stayed unreachable past ``reconnect_seconds``.
+
+    Outcomes it was sending are kept and go out with the next exchange.
+    """

@@ -60,6 +60,12 @@ class QueueWorker:
         heartbeat_interval: seconds between heartbeats, lease renewals and stale sweeps
             (default: a third of the lease, at most 10 s). The worker counts as active while
             its last heartbeat is younger than three intervals.
+        max_runs: stop gracefully once this many jobs have run (completed or failed
+            attempts); None (default) for no limit.
+        max_consecutive_errors: stop once this many errors came with no successful job
+            between them: failed attempts, and failed exchanges or heartbeats with the
+            queue (a remote server unreachable past its reconnect time). ``start()`` and
+            ``run_until_idle()`` then raise :class:`WorkerError`. None (default): no limit.
 
     Raises:
         ConfigurationError: an argument is invalid.
@@ -76,6 +82,8 @@ class QueueWorker:
         strategy: Strategy = "priority",
         shutdown_grace_period: float = DEFAULT_SHUTDOWN_GRACE_PERIOD,
         heartbeat_interval: float | None = None,
+        max_runs: int | None = None,
+        max_consecutive_errors: int | None = None,
     ) -> None:
         if not isinstance(queue, WorkerQueue):
             raise ConfigurationError(
@@ -107,8 +115,17 @@ class QueueWorker:
                 f"heartbeat_interval ({self.heartbeat_interval:g}s) must be shorter than the "
                 f"lease (job_timeout_minutes = {lease:g}s); a third of it is recommended"
             )
+        self.max_runs = None if max_runs is None else _positive_int("max_runs", max_runs)
+        self.max_consecutive_errors = (
+            None
+            if max_consecutive_errors is None
+            else _positive_int("max_consecutive_errors", max_consecutive_errors)
+        )
         self.jobs_processed = 0
         self.jobs_failed = 0
+        self._consecutive_errors = 0
+        self._runs_started = 0
+        self._fatal: WorkerError | None = None
         self._held: dict[int, ClaimedJob] = {}
         self._ready: deque[ClaimedJob] = deque()
         self._outcomes: list[tuple[ClaimedJob, FinishedJob]] = []
@@ -183,14 +200,17 @@ class QueueWorker:
             if grace_period is None
             else _non_negative_number("grace_period", grace_period)
         )
+        self._request_stop(grace)
+        if self._active and not _inside_job.get():
+            await self._finished.wait()
+
+    def _request_stop(self, grace: float) -> None:
         deadline = self.clock.now() + grace
         if self._grace_deadline is None or deadline < self._grace_deadline:
             self._grace_deadline = deadline
             self._grace_changed.set()
         self._stop_requested.set()
         self._wakeup.set()
-        if self._active and not _inside_job.get():
-            await self._finished.wait()
 
     # -- the run -----------------------------------------------------------------------
     #
@@ -204,6 +224,9 @@ class QueueWorker:
             raise WorkerError(f"worker {self.worker_id} is already running")
         self._active = True
         self._reset_run_state()
+        self._fatal = None
+        self._consecutive_errors = 0
+        self._runs_started = 0
         try:
             await self.queue.open()
             self._started_at = self.clock.now()
@@ -222,6 +245,8 @@ class QueueWorker:
             self._stop_requested.clear()
             self._grace_deadline = None
             self._finished.set()
+        if self._fatal is not None:
+            raise self._fatal
 
     def _reset_run_state(self) -> None:
         self._finished.clear()
@@ -326,6 +351,7 @@ class QueueWorker:
             # Outcomes stay unrecorded: their leases expire and stale recovery takes the
             # jobs back. Back off before the next claim.
             self._log.exception("worker.exchange_failed", outcomes=len(finished))
+            self._note_error("exchanges with the queue failed")
             self._maybe_new_work = False
             for job, _ in finished:
                 self._held.pop(job.id, None)
@@ -419,6 +445,8 @@ class QueueWorker:
                 self._wakeup.set()
                 continue
             self._running += 1
+            if self.max_runs is not None:
+                self._note_start()
             started = time.perf_counter()
             try:
                 error, result_json = await self._call(job)
@@ -431,6 +459,8 @@ class QueueWorker:
             self._outcomes.append(
                 (job, self.queue.outcome(job, error, duration, result_json=result_json))
             )
+            if self.max_consecutive_errors is not None:
+                self._note_run(error)
             if len(self._outcomes) >= self._batch_goal and not self._exchanging:
                 # A job that never awaits anything would let this runner work through the
                 # whole buffer before the exchange loop runs: give it the turn to send this
@@ -490,6 +520,32 @@ class QueueWorker:
         self._log.warning("job.attempt_failed", job_id=job.id, job_type=job.job_type, exc_info=exc)
         return describe_exception(exc)
 
+    def _note_error(self, what: str) -> None:
+        """Count one error in a row; past ``max_consecutive_errors``, stop with an error."""
+        self._consecutive_errors += 1
+        limit = self.max_consecutive_errors
+        if limit is not None and self._consecutive_errors >= limit and self._fatal is None:
+            self._fatal = WorkerError(
+                f"worker {self.worker_id} stopped: {self._consecutive_errors} {what} in a row "
+                f"(max_consecutive_errors={limit})"
+            )
+            self._log.error("worker.too_many_errors", errors=self._consecutive_errors)
+            self._request_stop(self.shutdown_grace_period)
+
+    def _note_run(self, error: str | None) -> None:
+        if error is None:
+            self._consecutive_errors = 0
+        else:
+            self._note_error("failed attempts")
+
+    def _note_start(self) -> None:
+        """Count a job started; the ``max_runs``-th stops the worker once it has run."""
+        self._runs_started += 1
+        if self.max_runs is not None and self._runs_started >= self.max_runs:
+            if not self._stop_requested.is_set():
+                self._log.info("worker.max_runs_reached", runs=self._runs_started)
+            self._request_stop(self.shutdown_grace_period)
+
     def _note_outcome(self, job: ClaimedJob, outcome: FinishedJob, applied: bool) -> None:
         self._held.pop(job.id, None)
         status = outcome.status
@@ -544,6 +600,7 @@ class QueueWorker:
                 raise
             except AsyncQueueError:
                 self._log.exception("worker.maintenance_failed")
+                self._note_error("heartbeats failed")
 
     async def _renew_leases(self) -> None:
         held = list(self._held.values())

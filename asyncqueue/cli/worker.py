@@ -15,6 +15,9 @@ import structlog
 
 from asyncqueue.cli.context import App, CLIUsageError, pass_app, run
 from asyncqueue.cli.render import plural
+from asyncqueue.protocol import WorkerQueue
+from asyncqueue.queue import JobQueue
+from asyncqueue.remote import RemoteQueue
 from asyncqueue.signals import stop_on_signals
 from asyncqueue.worker import QueueWorker
 
@@ -115,8 +118,20 @@ def _announce(worker: QueueWorker) -> Callable[[signal.Signals, int], None]:
     return on_signal
 
 
-async def _run_worker(app: App, cls: type[QueueWorker], spec: str, options: dict[str, Any]) -> str:
-    queue = app.queue()
+def _where(queue: WorkerQueue) -> str:
+    return queue.api_url if isinstance(queue, RemoteQueue) else getattr(queue, "path", "?")
+
+
+async def _run_worker(
+    app: App,
+    cls: type[QueueWorker],
+    spec: str,
+    options: dict[str, Any],
+    remote: tuple[str, str | None] | None,
+) -> str:
+    queue: JobQueue | RemoteQueue = (
+        app.queue() if remote is None else RemoteQueue(remote[0], token=remote[1])
+    )
     try:
         worker = cls(queue, **options)
     except TypeError as exc:
@@ -125,7 +140,7 @@ async def _run_worker(app: App, cls: type[QueueWorker], spec: str, options: dict
         try:
             await queue.open()
             click.echo(
-                f"asyncqueue worker: {worker.worker_id} running {spec} on {queue.path} "
+                f"asyncqueue worker: {worker.worker_id} running {spec} on {_where(queue)} "
                 f"(concurrency {worker.concurrency}); Ctrl-C or SIGTERM stops it",
                 err=True,
             )
@@ -161,6 +176,29 @@ async def _run_worker(app: App, cls: type[QueueWorker], spec: str, options: dict
     help="How often an idle worker looks for delayed jobs coming due (default 1).",
 )
 @click.option(
+    "--url",
+    metavar="API_URL",
+    help="Run remotely on an 'asyncqueue serve' API (e.g. http://host:8000/api) instead of --db.",
+)
+@click.option(
+    "--token",
+    metavar="TOKEN",
+    envvar="QUEUE_API_TOKEN",
+    help="Bearer token for --url (default: $QUEUE_API_TOKEN).",
+)
+@click.option(
+    "--max-runs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Stop gracefully after N jobs (default: no limit).",
+)
+@click.option(
+    "--max-consecutive-errors",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Exit 1 after N failed attempts or failed exchanges in a row (default: no limit).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(_LOG_LEVELS),
     default="info",
@@ -177,6 +215,10 @@ def worker(
     worker_id: str | None,
     grace_period: float | None,
     poll_interval: float | None,
+    url: str | None,
+    token: str | None,
+    max_runs: int | None,
+    max_consecutive_errors: int | None,
     log_level: str,
 ) -> None:
     """Run a worker: MODULE:CLASS names your QueueWorker subclass.
@@ -185,6 +227,9 @@ def worker(
     is claimed and running jobs get --grace-period seconds to finish. A second signal
     stops at once, putting running jobs back to pending. Exits 0 after a clean stop.
     Start several worker processes on one database to use more cores.
+
+    With --url the worker runs on another host's queue through the HTTP API of
+    'asyncqueue serve' (needs httpx: pip install 'asyncqueue[remote]'); --db is not used.
     """
     options = _options(
         concurrency=concurrency,
@@ -193,7 +238,10 @@ def worker(
         worker_id=worker_id,
         shutdown_grace_period=grace_period,
         poll_interval=poll_interval,
+        max_runs=max_runs,
+        max_consecutive_errors=max_consecutive_errors,
     )
     cls = load_worker_class(spec)
     configure_logging(log_level)
-    click.echo(run(_run_worker(app, cls, spec, options)), err=True)
+    remote = None if url is None else (url, token)
+    click.echo(run(_run_worker(app, cls, spec, options, remote)), err=True)
