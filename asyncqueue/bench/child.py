@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from asyncqueue import JobQueue
+from asyncqueue import JobQueue, RemoteQueue
 from asyncqueue.bench.joblog import JobLogWriter
 from asyncqueue.bench.liblog import configure_library_logging
 from asyncqueue.bench.recorder import RecordingWorker
@@ -28,6 +28,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--poll-interval", type=float, default=None)
     parser.add_argument("--ready", default=None, help="file created once SIGTERM is handled")
+    parser.add_argument("--url", default=None, help="work through this API instead of --db")
     return parser.parse_args(argv)
 
 
@@ -40,8 +41,11 @@ async def run_worker(args: argparse.Namespace) -> int:
     if args.ready is not None:
         _mark_ready(args.ready)
     joblog = JobLogWriter(args.log)
+    queue: JobQueue | RemoteQueue = (
+        JobQueue(args.db, synchronous=args.sync) if args.url is None else RemoteQueue(args.url)
+    )
     try:
-        async with JobQueue(args.db, synchronous=args.sync) as queue:
+        async with queue:
             worker = RecordingWorker(
                 queue, joblog, concurrency=args.concurrency, poll_interval=args.poll_interval
             )

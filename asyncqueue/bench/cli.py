@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from asyncqueue.bench.config import (
+    ALL_PHASES,
     DEFAULT_DEPTH_CASES,
     DEPTH_CASES,
     MEMORY_JOBS,
     PHASES,
     QUICK_DEPTH_CASES,
+    REMOTE_PHASES,
     SYNC_MODES,
     BenchConfig,
     Sync,
@@ -33,7 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n", type=_positive, default=10_000, help="jobs per phase (10000)")
     parser.add_argument("--concurrency", type=_positive, default=10, help="per worker (10)")
     parser.add_argument("--sync", choices=("NORMAL", "FULL", "both"), default="both")
-    parser.add_argument("--phases", type=_phases, default=PHASES, help="comma-separated")
+    parser.add_argument("--phases", type=_phases, default=None, help="comma-separated")
+    parser.add_argument(
+        "--remote",
+        action="store_true",
+        help="run the remote phases (workers through 'asyncqueue serve'): "
+        + ", ".join(REMOTE_PHASES),
+    )
     parser.add_argument(
         "--quick", action="store_true", help="skip the 1M cases, smaller memory run"
     )
@@ -77,12 +85,17 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         depth_small = min(10_000, 10 * args.n) if args.quick else 10_000
     depth_rounds = args.depth_rounds or (2 if args.quick else 3)
     directory = args.dir or Path(tempfile.mkdtemp(prefix="asyncqueue-bench-"))
+    phases = args.phases
+    if phases is None:
+        phases = REMOTE_PHASES if args.remote else PHASES
+    elif args.remote:
+        phases = tuple(p for p in ALL_PHASES if p in phases or p in REMOTE_PHASES)
     return BenchConfig(
         directory=directory,
         n=args.n,
         concurrency=args.concurrency,
         syncs=syncs,
-        phases=args.phases,
+        phases=phases,
         quick=args.quick,
         json_path=args.json,
         producers=args.producers,
@@ -131,8 +144,8 @@ def _names(raw: str, valid: Sequence[str], what: str) -> tuple[str, ...]:
 
 
 def _phases(raw: str) -> tuple[str, ...]:
-    chosen = set(_names(raw, PHASES, "phase"))
-    return tuple(phase for phase in PHASES if phase in chosen)
+    chosen = set(_names(raw, ALL_PHASES, "phase"))
+    return tuple(phase for phase in ALL_PHASES if phase in chosen)
 
 
 def _depth_cases(raw: str) -> tuple[str, ...]:

@@ -21,6 +21,10 @@ PHASES: tuple[str, ...] = (
     "depth",
     "memory",
 )
+#: Phases through ``asyncqueue serve`` (needs the ``server`` extra), run with ``--remote``.
+REMOTE_PHASES: tuple[str, ...] = ("remote-1", "remote-4", "remote-8", "latency-remote")
+#: Every phase there is; the remote ones run only when asked for.
+ALL_PHASES: tuple[str, ...] = PHASES + REMOTE_PHASES
 SYNC_MODES: tuple[Sync, ...] = ("NORMAL", "FULL")
 
 #: Depth cases: a backlog of ``small`` or ``big`` jobs, left pending or completed first.

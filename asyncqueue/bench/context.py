@@ -55,11 +55,17 @@ class PhaseContext:
             poll_interval=self.config.poll_interval,
         )
 
-    async def spawn(self, db: Path, log: Path, name: str) -> WorkerProcess:
-        """Start a worker process on ``db``; its output goes to ``<phase>-<sync><name>.err``."""
+    def output(self, name: str) -> Path:
+        """An empty file for a process's output: ``<phase>-<sync><name>.err``."""
         output = self._path(name, ".err")
         output.unlink(missing_ok=True)
         self.worker_outputs.append(output)
+        return output
+
+    async def spawn(self, db: Path, log: Path, name: str, url: str | None = None) -> WorkerProcess:
+        """Start a worker process on ``db`` (on the API at ``url``, if given); its output
+        goes to ``<phase>-<sync><name>.err``."""
+        output = self.output(name)
         return await spawn_worker(
             db=db,
             log=log,
@@ -67,6 +73,7 @@ class PhaseContext:
             concurrency=self.config.concurrency,
             poll_interval=self.config.poll_interval,
             stderr_path=output,
+            url=url,
         )
 
     async def stats(self, db: Path) -> QueueStats:

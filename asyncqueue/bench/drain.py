@@ -32,8 +32,11 @@ async def run_workers(
     name: str = "",
     until: Callable[[], bool],
     on_poll: Callable[[Sequence[WorkerProcess]], None] | None = None,
+    url: str | None = None,
 ) -> DrainOutcome:
     """Start ``processes`` workers, wait until ``until()`` (or a stall), SIGTERM them all.
+
+    With ``url`` they are remote workers on that API instead of workers on ``db``.
 
     ``name`` tells apart the output files of several runs in one phase.
 
@@ -41,7 +44,7 @@ async def run_workers(
     (a duplicate, say) are counted too.
     """
     spawned_at = time.time()
-    workers = [await ctx.spawn(db, log, f"{name}-w{k}") for k in range(processes)]
+    workers = [await ctx.spawn(db, log, f"{name}-w{k}", url) for k in range(processes)]
     try:
         finished = await wait_for_jobs(
             reader,

@@ -47,8 +47,9 @@ async def spawn_worker(
     concurrency: int,
     poll_interval: float | None,
     stderr_path: Path,
+    url: str | None = None,
 ) -> WorkerProcess:
-    """Start a worker process on ``db`` that logs its jobs to ``log``."""
+    """Start a worker process on ``db`` (or on the API at ``url``) that logs its jobs to ``log``."""
     command = [
         sys.executable,
         "-m",
@@ -58,6 +59,8 @@ async def spawn_worker(
         f"--sync={sync}",
         f"--concurrency={concurrency}",
     ]
+    if url is not None:
+        command.append(f"--url={url}")
     if poll_interval is not None:
         command.append(f"--poll-interval={poll_interval}")
     ready_path = stderr_path.with_name(f"{stderr_path.name}.ready")
@@ -70,14 +73,14 @@ async def spawn_worker(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=stderr,
             stderr=stderr,
-            env=_child_environment(),
+            env=child_environment(),
             start_new_session=True,
         )
     return WorkerProcess(process, stderr_path, spawned_at, ready_path)
 
 
-def _child_environment() -> dict[str, str]:
-    # The child must import this very asyncqueue, installed or not.
+def child_environment() -> dict[str, str]:
+    """This environment, with this very asyncqueue importable (installed or not)."""
     source_root = str(Path(asyncqueue.__file__).resolve().parent.parent)
     env = dict(os.environ)
     paths = [source_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]

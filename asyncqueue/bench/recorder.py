@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from asyncqueue import JobQueue, QueueWorker
+from asyncqueue import QueueWorker, WorkerQueue
 from asyncqueue.bench.joblog import JobLogWriter
 
 
@@ -13,7 +13,7 @@ class RecordingWorker(QueueWorker):
 
     def __init__(
         self,
-        queue: JobQueue,
+        queue: WorkerQueue,
         joblog: JobLogWriter,
         *,
         concurrency: int,

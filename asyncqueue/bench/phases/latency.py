@@ -31,7 +31,7 @@ async def latency_same_process_phase(ctx: PhaseContext, result: PhaseResult) -> 
             worker = ctx.recording_worker(queue, joblog)
             running = asyncio.create_task(worker.start())
             try:
-                await _measure(ctx, result, queue, reader, gave_up=running.done)
+                await measure_latency(ctx, result, queue, reader, gave_up=running.done)
             finally:
                 await worker.stop()
                 await running
@@ -48,7 +48,7 @@ async def latency_cross_process_phase(ctx: PhaseContext, result: PhaseResult) ->
     async with ctx.queue(db) as queue:
         worker = await ctx.spawn(db, log, "-w0")
         try:
-            await _measure(ctx, result, queue, reader, gave_up=any_exited([worker]))
+            await measure_latency(ctx, result, queue, reader, gave_up=any_exited([worker]))
         finally:
             problems = await stop_workers([worker])
     reader.poll()
@@ -56,13 +56,14 @@ async def latency_cross_process_phase(ctx: PhaseContext, result: PhaseResult) ->
     await _verify(ctx, result, db, reader)
 
 
-async def _measure(
+async def measure_latency(
     ctx: PhaseContext,
     result: PhaseResult,
     queue: JobQueue,
     reader: JobLogReader,
     gave_up: Callable[[], bool],
 ) -> None:
+    """Enqueue a warm-up job, then ``latency_jobs`` paced ones; record start latencies."""
     config = ctx.config
     count, warm_up = config.latency_jobs, config.latency_jobs
     await enqueue_one(queue, warm_up)
