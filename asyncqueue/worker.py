@@ -16,7 +16,13 @@ from typing import Any, get_args
 import anyio
 
 from asyncqueue.clock import Clock
-from asyncqueue.errors import AsyncQueueError, ConfigurationError, QueueClosedError, WorkerError
+from asyncqueue.errors import (
+    AsyncQueueError,
+    ConfigurationError,
+    QueueClosedError,
+    RemoteAuthError,
+    WorkerError,
+)
 from asyncqueue.job import ClaimedJob, JobResult, JobStatus
 from asyncqueue.logs import get_logger
 from asyncqueue.protocol import WorkerQueue
@@ -347,6 +353,10 @@ class QueueWorker:
                 )
         except QueueClosedError:
             raise
+        except RemoteAuthError as exc:
+            self._stop_for(exc)
+            self._maybe_new_work = False
+            return
         except AsyncQueueError:
             # Outcomes stay unrecorded: their leases expire and stale recovery takes the
             # jobs back. Back off before the next claim.
@@ -532,6 +542,14 @@ class QueueWorker:
             self._log.error("worker.too_many_errors", errors=self._consecutive_errors)
             self._request_stop(self.shutdown_grace_period)
 
+    def _stop_for(self, exc: RemoteAuthError) -> None:
+        """A refused token will not start working by itself: stop, and raise it from start()."""
+        if self._fatal is None:
+            self._fatal = WorkerError(f"worker {self.worker_id} stopped: {exc}")
+            self._fatal.__cause__ = exc
+            self._log.error("worker.unauthorized", error=str(exc))
+        self._request_stop(self.shutdown_grace_period)
+
     def _note_run(self, error: str | None) -> None:
         if error is None:
             self._consecutive_errors = 0
@@ -598,6 +616,8 @@ class QueueWorker:
                 await self.queue.recover_stale_jobs()
             except QueueClosedError:
                 raise
+            except RemoteAuthError as exc:
+                self._stop_for(exc)
             except AsyncQueueError:
                 self._log.exception("worker.maintenance_failed")
                 self._note_error("heartbeats failed")
