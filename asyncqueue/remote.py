@@ -21,7 +21,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from asyncqueue.clock import Clock, SystemClock
@@ -312,7 +312,7 @@ class RemoteQueue:
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_delay(self._reconnect_seconds),
-            wait=wait_exponential_jitter(initial=0.05, max=5.0),
+            wait=wait_random_exponential(multiplier=0.05, max=5.0),
             before_sleep=self._log_retry,
             reraise=True,
         )
