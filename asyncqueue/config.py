@@ -15,6 +15,7 @@ from typing import Literal, TypeVar
 
 from asyncqueue.errors import ConfigurationError
 from asyncqueue.retry import RetryPolicy
+from asyncqueue.timebounds import MAX_SETTING_SECONDS
 from asyncqueue.validation import MAX_RETRIES_LIMIT
 
 T = TypeVar("T")
@@ -78,15 +79,27 @@ class QueueSettings:
         )
 
 
-def _number(name: str, value: object, *, minimum: float, exclusive: bool = False) -> float:
+def _number(
+    name: str,
+    value: object,
+    *,
+    minimum: float,
+    exclusive: bool = False,
+    maximum: float | None = None,
+) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigurationError(f"{name} must be a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
     if math.isnan(number) or math.isinf(number):
         raise ConfigurationError(f"{name} must be finite, got {value!r}")
     if number < minimum or (exclusive and number == minimum):
         relation = ">" if exclusive else ">="
         raise ConfigurationError(f"{name} must be {relation} {minimum:g}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise ConfigurationError(f"{name} must be <= {maximum:.0f} (100 years), got {value!r}")
     return number
 
 
@@ -164,10 +177,18 @@ def resolve_settings(
 
 
 def _validated(s: QueueSettings) -> QueueSettings:
-    _number("retry_base_delay", s.retry_base_delay, minimum=0)
+    # Durations that end up added to a stored time are bounded (see asyncqueue.timebounds).
+    # The multiplier is not: RetryPolicy.delay_for caps the backoff at retry_max_delay.
+    _number("retry_base_delay", s.retry_base_delay, minimum=0, maximum=MAX_SETTING_SECONDS)
     _number("retry_backoff_multiplier", s.retry_backoff_multiplier, minimum=1)
-    _number("retry_max_delay", s.retry_max_delay, minimum=0)
-    _number("job_timeout_minutes", s.job_timeout_minutes, minimum=0, exclusive=True)
+    _number("retry_max_delay", s.retry_max_delay, minimum=0, maximum=MAX_SETTING_SECONDS)
+    _number(
+        "job_timeout_minutes",
+        s.job_timeout_minutes,
+        minimum=0,
+        exclusive=True,
+        maximum=MAX_SETTING_SECONDS / 60.0,
+    )
     _number("cleanup_after_days", s.cleanup_after_days, minimum=0)
     _number("busy_timeout", s.busy_timeout, minimum=0)
     _integer("max_retries", s.max_retries, minimum=0, maximum=MAX_RETRIES_LIMIT)

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from asyncqueue.job import JobStatus
 from asyncqueue.logs import get_logger
 from asyncqueue.storage.base import EventRow
+from asyncqueue.timebounds import stored_datetime
 
 
 class JobEventType(StrEnum):
@@ -44,12 +45,15 @@ class JobEventType(StrEnum):
 
 
 def _as_datetime(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+    return None if timestamp is None else stored_datetime(timestamp)
 
 
 @dataclass(frozen=True, slots=True)
 class JobEvent:
-    """One transition of one job. Times are timezone-aware UTC datetimes."""
+    """One transition of one job. Times are timezone-aware UTC datetimes.
+
+    Times stored out of range read back clamped, as a :class:`~asyncqueue.job.Job`'s do.
+    """
 
     job_id: int
     event: JobEventType
@@ -71,7 +75,7 @@ class JobEvent:
             job_id=job_id,
             event=JobEventType(event),
             status=JobStatus(status),
-            at=datetime.fromtimestamp(at, UTC),
+            at=stored_datetime(at),
             worker_id=worker_id,
             job_type=job_type,
             error=error,

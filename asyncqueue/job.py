@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from itertools import repeat
 from typing import Any, Self
+
+from asyncqueue.timebounds import stored_datetime
 
 
 class JobStatus(StrEnum):
@@ -73,16 +75,19 @@ class JobId(int):
 
 
 def _as_datetime(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+    return None if timestamp is None else stored_datetime(timestamp)
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
     """A job record as stored. Fields are attributes; ``job['field']`` also works.
 
-    Times are timezone-aware UTC datetimes (None where not reached yet). ``result`` is what
-    the completed attempt produced (a :class:`JobResult` value, or a remote worker's result);
-    ``lease_token`` is the token of the current or last attempt's lease.
+    Times are timezone-aware UTC datetimes (None where not reached yet). A time stored
+    outside 0001-01-01..9999-12-31T23:59:59Z (by hand, or by an older version) reads back
+    clamped to that range, and one that is not a number as the epoch: see
+    ``asyncqueue.timebounds``. ``result`` is what the completed attempt produced (a
+    :class:`JobResult` value, or a remote worker's result); ``lease_token`` is the token of
+    the current or last attempt's lease.
     """
 
     id: int

@@ -19,10 +19,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from asyncqueue.errors import ValidationError, ValidationTypeError
+from asyncqueue.timebounds import MAX_SPAN_SECONDS, clamped, clamped_seconds, stored_datetime
 
 #: Window of ``JobQueue.get_metrics`` when none is given, in seconds. Its cost grows with the
 #: jobs completed in it (see ``asyncqueue.storage.sqlite_metrics``).
@@ -38,7 +39,8 @@ def check_window(window: object) -> float:
         window: seconds, a positive finite int or float (not a bool).
 
     Returns:
-        The window as a float.
+        The window as a float. A window longer than the span of storable times (0001 to
+        9999) covers every job whatever its length, and is shortened to that span.
 
     Raises:
         ValidationTypeError: ``window`` is not a number.
@@ -48,7 +50,8 @@ def check_window(window: object) -> float:
         raise ValidationTypeError(f"window must be a number of seconds, got {window!r}")
     if not 0 < window < math.inf:
         raise ValidationError(f"window must be > 0 seconds, got {window!r}")
-    return float(window)
+    # Compared before converting: an int too large for a float still works.
+    return float(min(window, MAX_SPAN_SECONDS))
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -229,7 +232,7 @@ def build_metrics(rows: MetricsRows) -> QueueMetrics:
     job_types = sorted(set(depth) | set(rows.completed_by_type) | set(rows.failed_by_type))
     return QueueMetrics(
         window_seconds=rows.window,
-        generated_at=datetime.fromtimestamp(rows.now, UTC),
+        generated_at=stored_datetime(rows.now),
         completed_last_minute=rows.completed_last_minute,
         completed_last_hour=rows.completed_last_hour,
         completed_in_window=completed,
@@ -251,12 +254,15 @@ def _depth(depth_rows: Sequence[tuple[str, str, int]]) -> dict[str, dict[str, in
 
 
 def _age(now: float, since: float | None) -> float | None:
-    # Never negative, even if a clock stepped back after the job became due.
-    return None if since is None else max(0.0, now - since)
+    # Never negative, even if a clock stepped back after the job became due. A run time
+    # stored out of range (by hand) counts as clamped, as reading the job shows it.
+    return None if since is None else max(0.0, now - clamped(since))
 
 
 def _type_metrics(job_type: str, rows: MetricsRows) -> JobTypeMetrics:
-    durations = sorted(rows.durations_by_type.get(job_type, ()))
+    # Durations from times stored out of range (by hand) could be infinite or not numbers.
+    durations = sorted(map(clamped_seconds, rows.durations_by_type.get(job_type, ())))
+    mean = rows.mean_processing_by_type.get(job_type)
     p50, p95, p99 = (percentile(durations, q) if durations else None for q in PERCENTILES)
     return JobTypeMetrics(
         job_type=job_type,
@@ -266,5 +272,5 @@ def _type_metrics(job_type: str, rows: MetricsRows) -> JobTypeMetrics:
         processing_p50=p50,
         processing_p95=p95,
         processing_p99=p99,
-        processing_mean=rows.mean_processing_by_type.get(job_type),
+        processing_mean=None if mean is None else clamped_seconds(mean),
     )

@@ -41,6 +41,7 @@ from asyncqueue.storage.sqlite_maintenance import (
     VacuumResult,
     WorkerInfo,
 )
+from asyncqueue.timebounds import MIN_TIMESTAMP, capped
 from asyncqueue.validation import (
     DEFAULT_PRIORITY,
     NewJob,
@@ -231,8 +232,10 @@ class JobQueue:
             priority: 1 (highest) to 10 (lowest).
             max_retries: retries after the first attempt (default: the queue's).
             metadata: a JSON-serialisable dict handed to ``process_job``.
-            delay: seconds (or a timedelta) before the job may run.
-            run_at: a timezone-aware datetime before which the job may not run.
+            delay: seconds (or a timedelta) before the job may run; the job's run time must
+                not pass 9999-12-31T23:59:59Z.
+            run_at: a timezone-aware datetime before which the job may not run, from
+                0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z (a time past means now).
 
         Returns:
             The job's id as a :class:`JobId` (an int). ``.created`` is False when an active
@@ -361,6 +364,8 @@ class JobQueue:
 
         Computed from the jobs table, so it works with history off and covers every
         process using the file. The cost grows with the jobs completed in the window.
+        A window longer than the span of storable times (0001 to 9999) is shortened to it,
+        and covers every job.
         """
         seconds = check_window(window)
         storage = await self._ready()
@@ -445,7 +450,9 @@ class JobQueue:
         """Delete completed and cancelled jobs finished more than ``days`` ago.
 
         Failed jobs stay until retried or removed. ``days`` defaults to
-        ``cleanup_after_days``; fractions are accepted.
+        ``cleanup_after_days``; fractions are accepted. A ``days`` reaching back before the
+        earliest storable time (0001-01-01), infinity included, deletes nothing: no job
+        finished that long ago.
 
         Returns:
             How many jobs were deleted.
@@ -455,7 +462,8 @@ class JobQueue:
         if isinstance(days, bool) or not isinstance(days, int | float) or not days >= 0:
             raise ValidationError(f"days must be a number >= 0, got {days!r}")
         storage = await self._ready()
-        deleted = await storage.delete_finished_jobs(self.clock.now() - days * 86400.0)
+        cutoff = _cleanup_cutoff(self.clock.now(), days)
+        deleted = 0 if cutoff is None else await storage.delete_finished_jobs(cutoff)
         self._log.info("queue.cleaned", deleted=deleted, older_than_days=days)
         return deleted
 
@@ -514,7 +522,8 @@ class JobQueue:
             result_json = None
             status = predicted_failure(job)
             if status is JobStatus.RETRY_SCHEDULED:
-                run_at = self.clock.now() + self.settings.retry_policy.delay_for(job.retry_count)
+                delay = self.settings.retry_policy.delay_for(job.retry_count)
+                run_at = capped(self.clock.now() + delay)
         return FinishedJob(
             job.id, job.lease_token, status, run_at, error, job.job_type, duration, result_json
         )
@@ -551,7 +560,7 @@ class JobQueue:
                 strategy=strategy,
                 job_types=job_types,
                 now=now,
-                lease_expires_at=now + self.settings.lease_seconds,
+                lease_expires_at=capped(now + self.settings.lease_seconds),
             )
             if limit > 0
             else None
@@ -589,7 +598,7 @@ class JobQueue:
         storage = await self._ready()
         now = self.clock.now()
         leases = [Lease(job.id, job.lease_token) for job in jobs]
-        return await storage.renew_leases(leases, now + self.settings.lease_seconds, now)
+        return await storage.renew_leases(leases, capped(now + self.settings.lease_seconds), now)
 
     async def wait_for_work(self, seconds: float, job_types: tuple[str, ...] | None) -> None:
         """Sleep ``seconds`` on the queue's clock.
@@ -624,6 +633,9 @@ class JobQueue:
 
     async def check_integrity(self) -> list[str]:
         """Run SQLite's ``PRAGMA integrity_check`` and check the file is an asyncqueue one.
+
+        A sound asyncqueue file is also checked for rows holding a time outside the
+        storable range (0001-01-01 to 9999-12-31T23:59:59Z): reads show those clamped.
 
         Returns:
             The problems found, one line each; an empty list when the database is sound.
@@ -748,6 +760,14 @@ class JobQueue:
             outcomes = await asyncio.gather(*(self.retry_job(job_id) for job_id in chunk))
             retried += sum(outcomes)
         return retried, len(ids) - retried
+
+
+def _cleanup_cutoff(now: float, days: float) -> float | None:
+    """The finish time cleanup deletes before; None when that is before every storable time."""
+    # Compared before multiplying: an int too large for a float must not overflow.
+    if days > (now - MIN_TIMESTAMP) / 86400.0:
+        return None
+    return now - days * 86400.0
 
 
 def _job_id(job_id: object) -> int:

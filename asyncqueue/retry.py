@@ -25,10 +25,14 @@ class RetryPolicy:
         """Seconds to wait before the retry that follows ``retry_count`` earlier retries."""
         if retry_count < 0:
             raise ValueError("retry_count must be >= 0")
+        if self.base_delay <= 0 or self.max_delay <= 0:
+            return 0.0
         try:
-            delay = self.base_delay * self.multiplier**retry_count
+            # As floats: an int multiplier would make an exact (and huge) int power.
+            delay = self.base_delay * float(self.multiplier) ** retry_count
         except OverflowError:
             delay = math.inf
+        # Never more than max_delay, however large the power grew (inf included).
         delay = min(self.max_delay, delay)
         if self.jitter and delay > 0:
             delay = (rng or random).uniform(delay / 2, delay)

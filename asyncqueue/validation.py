@@ -11,6 +11,13 @@ from enum import Enum
 from typing import Any
 
 from asyncqueue.errors import ValidationError, ValidationTypeError
+from asyncqueue.timebounds import (
+    MAX_SPAN_SECONDS,
+    MAX_TIME_TEXT,
+    MAX_TIMESTAMP,
+    MIN_TIME_TEXT,
+    MIN_TIMESTAMP,
+)
 
 #: Longest accepted ``job_type``, in characters.
 MAX_JOB_TYPE_LENGTH = 255
@@ -160,26 +167,52 @@ def _run_at(delay: object, run_at: object, now: float) -> float:
     if delay is not None and run_at is not None:
         raise ValidationError("give delay or run_at, not both")
     if delay is not None:
-        if isinstance(delay, timedelta):
-            seconds = delay.total_seconds()
-        elif isinstance(delay, int | float) and not isinstance(delay, bool):
-            seconds = float(delay)
-        else:
-            raise ValidationTypeError(
-                f"delay must be seconds (int or float) or a timedelta, got {type(delay).__name__}"
-            )
-        if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
-            raise ValidationError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
-        return now + seconds
+        return _delayed(delay, now)
     if run_at is not None:
-        if not isinstance(run_at, datetime):
-            raise ValidationTypeError(
-                f"run_at must be a timezone-aware datetime, got {type(run_at).__name__}"
-            )
-        if run_at.tzinfo is None or run_at.utcoffset() is None:
-            raise ValidationError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
-        return run_at.timestamp()
+        return _scheduled(run_at)
     return now
+
+
+def _delayed(delay: object, now: float) -> float:
+    """The run time ``delay`` seconds after ``now``, if it is storable."""
+    if isinstance(delay, timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, float):
+        seconds = delay
+    elif isinstance(delay, int) and not isinstance(delay, bool):
+        # Capped before converting: an int too large for a float is simply too long.
+        seconds = float(min(delay, MAX_SPAN_SECONDS))
+    else:
+        raise ValidationTypeError(
+            f"delay must be seconds (int or float) or a timedelta, got {type(delay).__name__}"
+        )
+    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
+        raise ValidationError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+    run_at = now + seconds
+    if run_at > MAX_TIMESTAMP:
+        room = max(0.0, MAX_TIMESTAMP - now)
+        raise ValidationError(
+            f"delay {delay!r} would run the job after {MAX_TIME_TEXT}, the latest storable "
+            f"time: it must be at most {room:.0f} seconds from now"
+        )
+    return run_at
+
+
+def _scheduled(run_at: object) -> float:
+    """``run_at`` as epoch seconds, if it is an aware datetime within the storable range."""
+    if not isinstance(run_at, datetime):
+        raise ValidationTypeError(
+            f"run_at must be a timezone-aware datetime, got {type(run_at).__name__}"
+        )
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        raise ValidationError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
+    timestamp = run_at.timestamp()
+    if not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP:
+        raise ValidationError(
+            f"run_at {run_at.isoformat()} is out of range: the storable times run from "
+            f"{MIN_TIME_TEXT} to {MAX_TIME_TEXT}"
+        )
+    return timestamp
 
 
 def build_new_job(

@@ -61,7 +61,8 @@ def when(moment: datetime | None) -> str:
     """A time as ``YYYY-MM-DD HH:MM:SS`` in UTC."""
     if moment is None:
         return NONE
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    # Not strftime: its %Y drops the zero padding of years before 1000 on some platforms.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "seconds")
 
 
 def duration(seconds: float | None) -> str:

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,13 @@ from asyncqueue.errors import DatabaseBusyError, DatabaseError, DatabaseOpenErro
 from asyncqueue.storage.base import WORKER_LIVENESS_MULTIPLE
 from asyncqueue.storage.sqlite_connection import first, is_busy, rows
 from asyncqueue.storage.sqlite_sql import APPLICATION_ID, SCHEMA_VERSION
+from asyncqueue.timebounds import (
+    MAX_TIME_TEXT,
+    MAX_TIMESTAMP,
+    MIN_TIME_TEXT,
+    MIN_TIMESTAMP,
+    stored_datetime,
+)
 
 # -- statements ------------------------------------------------------------------------
 
@@ -48,6 +55,37 @@ SELECT_FAILED_IDS_OF_TYPE = (
 )
 
 COUNT_JOBS = "SELECT count(*) FROM jobs"
+
+SELECT_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
+
+
+def _times_out_of_range(table: str, key: str, columns: tuple[str, ...]) -> str:
+    """Each row of ``table`` holding a time outside :min..:max: its key, a flag per column.
+
+    Text (stored by hand) sorts after every number in SQLite, so it fails BETWEEN too.
+    """
+    flags = [f"NOT coalesce({column} BETWEEN :min AND :max, 1)" for column in columns]
+    return (
+        f"SELECT {key}, {', '.join(flags)} FROM {table} WHERE {' OR '.join(flags)} ORDER BY {key}"
+    )
+
+
+#: table -> (what a row of it is, its time columns), for ``db check``.
+TIME_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "jobs": (
+        "job",
+        ("created_at", "run_at", "started_at", "completed_at", "updated_at", "lease_expires_at"),
+    ),
+    "job_events": ("job event", ("at", "run_at")),
+    "workers": ("worker", ("started_at", "last_heartbeat")),
+}
+#: table -> the statement finding its rows out of range: one pass over the table, which the
+#: integrity check ``db check`` runs first reads in full anyway.
+TIMES_OUT_OF_RANGE = {
+    table: _times_out_of_range(table, "id", columns) for table, (_, columns) in TIME_COLUMNS.items()
+}
+#: How many row ids a problem line names at most.
+_IDS_SHOWN = 10
 
 # -- results ---------------------------------------------------------------------------
 
@@ -213,12 +251,41 @@ def _integrity_problems(path: str, busy_timeout: float) -> list[str]:
                 raise
             # "file is not a database", "database disk image is malformed": the answer.
             return [str(exc)]
-        problems = [line for line in found if line != "ok"]
-        return problems + _ownership_problems(conn)
+        problems = [line for line in found if line != "ok"] + _ownership_problems(conn)
+        return problems or _time_problems(conn)
+
+
+def _time_problems(conn: sqlite3.Connection) -> list[str]:
+    """A line per table with rows holding a time reads can only show clamped."""
+    tables = {row[0] for row in rows(conn, SELECT_TABLES)}
+    bounds = {"min": MIN_TIMESTAMP, "max": MAX_TIMESTAMP}
+    problems = []
+    for table, statement in TIMES_OUT_OF_RANGE.items():
+        if table in tables:  # job_events came with schema version 2
+            found = rows(conn, statement, bounds)
+            if found:
+                problems.append(_time_problem(table, found))
+    return problems
+
+
+def _time_problem(table: str, found: list[Any]) -> str:
+    noun, columns = TIME_COLUMNS[table]
+    ids = ", ".join(str(row[0]) for row in found[:_IDS_SHOWN])
+    if len(found) > _IDS_SHOWN:
+        ids += f" and {len(found) - _IDS_SHOWN} more"
+    bad = [column for i, column in enumerate(columns, 1) if any(row[i] for row in found)]
+    subject = f"1 {noun} has" if len(found) == 1 else f"{len(found)} {noun}s have"
+    return (
+        f"{subject} a time outside {MIN_TIME_TEXT}..{MAX_TIME_TEXT} ({', '.join(bad)}), "
+        f"read back clamped: {table} ids {ids}"
+    )
 
 
 async def integrity_problems(path: str, busy_timeout: float) -> list[str]:
     """Run ``PRAGMA integrity_check`` and check that the file is an asyncqueue database.
+
+    When both pass, also look for rows holding a time outside the storable range (stored
+    by hand or by an older version), which reads show clamped.
 
     Returns:
         The problems found, one line each; empty when the database is sound.
@@ -381,7 +448,8 @@ async def restore(path: str, source: str, *, busy_timeout: float) -> RestoreResu
 
 
 def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)
+    # A time stored out of range (by hand) reads back clamped rather than failing the list.
+    return stored_datetime(timestamp)
 
 
 def workers_reader(now: float) -> Callable[[sqlite3.Connection], list[WorkerInfo]]:
