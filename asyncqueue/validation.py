@@ -173,6 +173,12 @@ def _run_at(delay: object, run_at: object, now: float) -> float:
     return now
 
 
+def _short(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut short: a huge int's repr runs to hundreds of digits."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _delayed(delay: object, now: float) -> float:
     """The run time ``delay`` seconds after ``now``, if it is storable."""
     if isinstance(delay, timedelta):
@@ -180,19 +186,20 @@ def _delayed(delay: object, now: float) -> float:
     elif isinstance(delay, float):
         seconds = delay
     elif isinstance(delay, int) and not isinstance(delay, bool):
-        # Capped before converting: an int too large for a float is simply too long.
-        seconds = float(min(delay, MAX_SPAN_SECONDS))
+        # Capped before converting: an int too large for a float is simply too long (or,
+        # negative, below zero).
+        seconds = float(max(-1, min(delay, MAX_SPAN_SECONDS)))
     else:
         raise ValidationTypeError(
             f"delay must be seconds (int or float) or a timedelta, got {type(delay).__name__}"
         )
     if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
-        raise ValidationError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+        raise ValidationError(f"delay must be a finite number of seconds >= 0, got {_short(delay)}")
     run_at = now + seconds
     if run_at > MAX_TIMESTAMP:
         room = max(0.0, MAX_TIMESTAMP - now)
         raise ValidationError(
-            f"delay {delay!r} would run the job after {MAX_TIME_TEXT}, the latest storable "
+            f"delay {_short(delay)} would run the job after {MAX_TIME_TEXT}, the latest storable "
             f"time: it must be at most {room:.0f} seconds from now"
         )
     return run_at

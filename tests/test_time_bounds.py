@@ -244,6 +244,15 @@ async def test_issue_13_far_future_delay_is_refused(queue: JobQueue, delay: obje
     await _assert_nothing_written(queue)
 
 
+@pytest.mark.parametrize("delay", [-(10**400), -1, -1e-9, -timedelta(seconds=1)])
+async def test_a_negative_delay_is_refused_even_beyond_float(
+    queue: JobQueue, delay: object
+) -> None:
+    with pytest.raises(ValidationError, match=r"^delay must be a finite number of seconds >= 0"):
+        await queue.enqueue("mail", "x", delay=delay)
+    await _assert_nothing_written(queue)
+
+
 async def test_the_last_storable_second_is_accepted(queue: JobQueue) -> None:
     by_delay = await queue.enqueue("mail", "a", delay=MAX_TIMESTAMP - NOW)
     by_time = await queue.enqueue("mail", "b", run_at=LATEST)
