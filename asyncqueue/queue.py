@@ -593,12 +593,21 @@ class JobQueue:
         """Give a held job back to pending without counting the attempt."""
         return await self._finish_one(job, self.released(job))
 
-    async def renew_leases(self, jobs: Iterable[ClaimedJob]) -> set[int]:
-        """Extend the leases of held jobs; return the ids still held."""
+    async def renew_leases(
+        self, jobs: Iterable[ClaimedJob], *, lease_seconds: float | None = None
+    ) -> set[int]:
+        """Extend the leases of held jobs; return the ids still held.
+
+        Args:
+            jobs: the held jobs.
+            lease_seconds: the new lease length from now (default: :attr:`lease_seconds`);
+                the HTTP API lets a remote worker ask for its own.
+        """
         storage = await self._ready()
         now = self.clock.now()
+        seconds = self.settings.lease_seconds if lease_seconds is None else lease_seconds
         leases = [Lease(job.id, job.lease_token) for job in jobs]
-        return await storage.renew_leases(leases, capped(now + self.settings.lease_seconds), now)
+        return await storage.renew_leases(leases, capped(now + seconds), now)
 
     async def wait_for_work(self, seconds: float, job_types: tuple[str, ...] | None) -> None:
         """Sleep ``seconds`` on the queue's clock.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from asyncqueue import __version__
-from asyncqueue.cli import database, jobs, status, worker
+from asyncqueue.cli import database, jobs, serve, status, worker
 from asyncqueue.cli.context import App
 from asyncqueue.config import DEFAULT_DB_PATH, ENVIRONMENT_VARIABLES
 
@@ -43,6 +43,7 @@ for command in (
     jobs.cleanup,
     status.workers,
     database.db,
+    serve.serve,
 ):
     cli.add_command(command)
 
