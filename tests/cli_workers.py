@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from asyncqueue import QueueWorker
+from asyncqueue import JobResult, QueueWorker
 
 
 class GatedWorker(QueueWorker):
@@ -45,3 +45,19 @@ class NotAWorker:
 
 def not_a_class() -> None:
     """A function, not a class."""
+
+
+class LoggingWorker(QueueWorker):
+    """Sleeps ``metadata["seconds"]``, appends the target to ``metadata["log"]``, keeps a result.
+
+    One short line per job, written with O_APPEND: lines of concurrent processes never mix,
+    so the log counts how often each job ran.
+    """
+
+    async def process_job(
+        self, job_type: str, target_id: str, metadata: dict[str, Any]
+    ) -> bool | JobResult:
+        await asyncio.sleep(float(metadata.get("seconds", 0)))
+        with open(metadata["log"], "a") as log:
+            log.write(f"{target_id}\n")
+        return JobResult({"worker": self.worker_id})
