@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Self
 
 import uvicorn
-from asyncqueue.server import ApiTokens, create_app
 
 from asyncqueue import JobQueue
+from asyncqueue.server import ApiTokens, create_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
