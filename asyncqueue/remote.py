@@ -116,6 +116,11 @@ class RemoteQueue:
         self._unsent: dict[int, FinishedJob] = {}
         #: The server's enqueue counter as last seen (see ``wait_for_work``).
         self._seq = 0
+        #: The leases this client holds (claimed, not yet reported), by job id.
+        self._holding: dict[int, str] = {}
+        #: Whether an exchange's answer may have been lost: the server may have claimed
+        #: jobs for us that we never saw (see ``finish_and_claim``).
+        self._reconcile = False
         self._log = get_logger("asyncqueue.remote", api_url=self.api_url)
 
     def __repr__(self) -> str:
@@ -181,7 +186,7 @@ class RemoteQueue:
         for outcome in finished:
             self._unsent[outcome.job_id] = outcome
         sending = list(self._unsent.values())
-        if not sending and limit <= 0:
+        if not sending and limit <= 0 and not self._reconcile:
             return set(), []
         body: dict[str, Any] = {
             "worker_id": worker_id,
@@ -194,18 +199,33 @@ class RemoteQueue:
                 "strategy": strategy,
             }
         try:
-            answer = await self._post("/tasks/exchange", body)
+            answer = await self._post("/tasks/exchange", body, reconcile=self._reconcile_body)
         except RemoteUnavailableError:
-            raise  # kept in _unsent: they go out with the next exchange
+            # Kept in _unsent: they go out with the next exchange, which also reconciles.
+            self._reconcile = True
+            raise
         except RemoteError:
             # Refused, not lost in transit: sending them again would be refused again.
             self._forget(sending)
             raise
+        self._reconcile = False
         self._forget(sending)
         self._note_seq(answer)
         applied = {int(job_id) for job_id in answer.get("applied", ())}
-        tasks = answer.get("tasks", ())
-        return applied, [_claimed(task) for task in tasks]
+        claimed = [_claimed(task) for task in answer.get("tasks", ())]
+        for job in claimed:
+            self._holding[job.id] = job.lease_token
+        return applied, claimed
+
+    def _reconcile_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` for a request whose earlier answer may have been lost.
+
+        A lost answer to a claim leaves jobs leased to this worker that it never saw; they
+        would wait out their lease. ``holding`` names every lease this client knows, and the
+        server gives back, without spending an attempt, the worker's other jobs.
+        """
+        holding = [{"id": job_id, "lease_token": token} for job_id, token in self._holding.items()]
+        return {**body, "holding": holding}
 
     def outcome(
         self,
@@ -228,6 +248,8 @@ class RemoteQueue:
         for outcome in sent:
             if self._unsent.get(outcome.job_id) is outcome:
                 del self._unsent[outcome.job_id]
+            if self._holding.get(outcome.job_id) == outcome.token:
+                del self._holding[outcome.job_id]
 
     def released(self, job: ClaimedJob) -> FinishedJob:
         """The outcome that gives a held job back to pending without spending an attempt."""
@@ -235,12 +257,17 @@ class RemoteQueue:
 
     async def renew_leases(self, jobs: Iterable[ClaimedJob]) -> set[int]:
         """Extend the leases of held jobs on the server; return the ids still held."""
-        leases = [{"id": job.id, "lease_token": job.lease_token} for job in jobs]
-        if not leases:
+        held_jobs = list(jobs)
+        if not held_jobs:
             return set()
-        worker_id = next((job.worker_id for job in jobs if job.worker_id), None)
+        leases = [{"id": job.id, "lease_token": job.lease_token} for job in held_jobs]
+        worker_id = next((job.worker_id for job in held_jobs if job.worker_id), None)
         answer = await self._post("/tasks/renew", {"worker_id": worker_id, "leases": leases})
-        return {int(job_id) for job_id in answer.get("held", ())}
+        held = {int(job_id) for job_id in answer.get("held", ())}
+        for job in held_jobs:
+            if job.id not in held:
+                self._holding.pop(job.id, None)
+        return held
 
     async def record_worker(self, worker: WorkerRecord) -> None:
         """Send the worker's heartbeat (the server stamps it with its own time)."""
@@ -298,16 +325,32 @@ class RemoteQueue:
         if isinstance(seq, int) and not isinstance(seq, bool):
             self._seq = seq
 
-    async def _post(self, path: str, body: Any) -> dict[str, Any]:
-        answer = await self._send("POST", path, body)
+    async def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        reconcile: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        answer = await self._send("POST", path, body, reconcile=reconcile)
         if not isinstance(answer, dict):
             raise RemoteError(f"{path}: expected a JSON object, got {type(answer).__name__}")
         return answer
 
     async def _send(
-        self, method: str, path: str, body: Any, *, read_timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        *,
+        read_timeout: float | None = None,
+        reconcile: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """One request, retried with backoff while the server cannot be reached."""
+        """One request, retried with backoff while the server cannot be reached.
+
+        ``reconcile`` gives the body to send instead, when this is a retry or an earlier
+        exchange failed: the first try's answer may have been lost after the server acted.
+        """
         await self.open()
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_transient),
@@ -319,7 +362,9 @@ class RemoteQueue:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._send_once(method, path, body, read_timeout)
+                    again = self._reconcile or attempt.retry_state.attempt_number > 1
+                    sent = reconcile(body) if reconcile is not None and again else body
+                    return await self._send_once(method, path, sent, read_timeout)
         except _Transient as exc:
             raise RemoteUnavailableError(
                 f"{method} {self.api_url}{path}: the server could not be reached for "

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from remote_support import TOKEN, ServeProcess, environment, free_port, live_server
 from support import Recording, wait_until
@@ -295,3 +296,60 @@ def _statuses(server_log: str) -> list[str]:
         for part in line.split()
         if part.startswith("status=")
     ]
+
+
+class LosingTransport(httpx.AsyncBaseTransport):
+    """Real HTTP, but the answer to the next ``lose`` exchanges is lost after the server
+    acted on them (a network cut, a proxy timeout)."""
+
+    def __init__(self, lose: int) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.lose = lose
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path.endswith("/tasks/exchange") and self.lose:
+            self.lose -= 1
+            await response.aread()
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_jobs_claimed_by_an_exchange_whose_answer_was_lost_go_back_to_pending(
+    db_path: Path,
+) -> None:
+    async with JobQueue(db_path) as queue:
+        known = await queue.enqueue("t", "known", priority=1)
+        orphan = await queue.enqueue("t", "orphan", priority=2)
+        async with live_server(queue) as url:
+            transport = LosingTransport(lose=0)
+            async with remote(url, transport=transport) as rq:
+                _, first = await rq.finish_and_claim((), worker_id="w", limit=1)
+                assert [job.id for job in first] == [known]
+                transport.lose = 1
+                _, second = await rq.finish_and_claim((), worker_id="w", limit=1)
+                # The first try claimed the orphan and its answer was lost; the retry named
+                # the leases this client knows, and the server gave the orphan back.
+                assert second == []
+                lost = await queue.get_job(orphan)
+                assert lost is not None
+                assert (lost.status, lost.retry_count, lost.worker_id) == (
+                    JobStatus.PENDING,
+                    0,
+                    None,
+                )
+                still = await queue.get_job(known)
+                assert still is not None
+                assert (still.status, still.lease_token) == (
+                    JobStatus.PROCESSING,
+                    first[0].lease_token,
+                )
+                _, third = await rq.finish_and_claim(
+                    [rq.outcome(first[0], None)], worker_id="w", limit=1
+                )
+                assert [job.id for job in third] == [orphan]
+        history = [event.event.value for event in await queue.get_job_history(orphan)]
+        assert history == ["enqueued", "claimed", "released", "claimed"]

@@ -277,6 +277,9 @@ def _add_batch_routes(
             limit=0 if claim is None else claim.limit,
             strategy="priority" if claim is None else claim.strategy,
             job_types=job_types,
+            holding=None
+            if body.holding is None
+            else [(item.id, item.lease_token) for item in body.holding],
         )
         jobs = await read_claimed(queue, claimed)
         return JSONResponse(

@@ -128,19 +128,24 @@ class ClaimSpec(_Body):
     strategy: Literal["priority", "fifo", "lifo"] = "priority"
 
 
-class ExchangeBody(_Body):
-    """``POST /api/tasks/exchange``: report outcomes and claim more, in one transaction."""
-
-    worker_id: WorkerId
-    finished: list[FinishedItem] = Field(default_factory=list, max_length=10_000)
-    claim: ClaimSpec | None = None
-
-
 class LeaseItem(_Body):
     """A lease a worker holds."""
 
     id: TaskIdField
     lease_token: LeaseToken
+
+
+class ExchangeBody(_Body):
+    """``POST /api/tasks/exchange``: report outcomes and claim more, in one transaction.
+
+    ``holding``, sent by a client retrying after a lost answer, lists every lease it holds;
+    the worker's other running tasks go back to pending without spending an attempt.
+    """
+
+    worker_id: WorkerId
+    finished: list[FinishedItem] = Field(default_factory=list, max_length=10_000)
+    claim: ClaimSpec | None = None
+    holding: list[LeaseItem] | None = Field(default=None, max_length=100_000)
 
 
 class RenewBody(_Body):

@@ -234,11 +234,16 @@ async def exchange(
     limit: int,
     strategy: Literal["priority", "fifo", "lifo"] = "priority",
     job_types: tuple[str, ...] | None = None,
+    holding: Iterable[tuple[int, str]] | None = None,
 ) -> tuple[list[int], list[ClaimedJob]]:
     """Apply outcomes fenced by their lease tokens and claim up to ``limit``, in one write.
 
     A result that cannot be stored makes its attempt a failure with the reason as its error,
     as it would for a local worker, rather than refusing the whole batch.
+
+    ``holding`` (a client retrying after a lost answer) names every lease the worker knows
+    it holds: its other jobs were claimed by an exchange whose answer never reached it, and
+    go back to pending without spending an attempt (see :func:`release_unknown`).
 
     Returns:
         The ids whose outcome applied now or had been applied by the same lease before (a
@@ -265,7 +270,36 @@ async def exchange(
             job = await queue.get_job(job_id)
             if job is not None and job.lease_token == token and job.status in statuses:
                 applied.add(job_id)
+    if holding is not None:
+        known = {*holding, *((job.id, job.lease_token) for job in claimed)}
+        await release_unknown(queue, worker_id, known)
     return sorted(applied), claimed
+
+
+#: The most running jobs :func:`release_unknown` looks through.
+MAX_RECONCILED_JOBS = 100_000
+
+
+async def release_unknown(queue: JobQueue, worker_id: str, known: set[tuple[int, str]]) -> int:
+    """Give back the worker's running jobs whose lease it does not know; return how many.
+
+    Each release is fenced by the lease it found, so a job finished or taken back meanwhile
+    is left alone.
+    """
+    running = await queue.list_jobs(status=JobStatus.PROCESSING, limit=MAX_RECONCILED_JOBS)
+    lost = [
+        held_as(job)
+        for job in running
+        if job.worker_id == worker_id
+        and job.lease_token is not None
+        and (job.id, job.lease_token) not in known
+    ]
+    if not lost:
+        return 0
+    applied, _ = await queue.finish_and_claim(
+        [queue.released(job) for job in lost], worker_id=worker_id, limit=0
+    )
+    return len(applied)
 
 
 #: The statuses an exchange outcome leaves a job in (a release clears the token: no repeat
