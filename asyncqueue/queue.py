@@ -353,6 +353,18 @@ class JobQueue:
         storage = await self._ready()
         return await storage.get_job(_job_id(job_id))
 
+    async def get_jobs(self, job_ids: Iterable[int]) -> list[Job]:
+        """The jobs with these ids, in the order given, read in one query.
+
+        Unknown ids are left out (a repeated id gives its job once per mention).
+        """
+        wanted = [_job_id(job_id) for job_id in job_ids]
+        if not wanted:
+            return []
+        storage = await self._ready()
+        found = {job.id: job for job in await storage.get_jobs(sorted(set(wanted)))}
+        return [found[job_id] for job_id in wanted if job_id in found]
+
     async def get_queue_stats(self) -> QueueStats:
         """Counts by status and the number of live workers."""
         storage = await self._ready()

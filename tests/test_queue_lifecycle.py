@@ -657,3 +657,16 @@ async def test_opening_a_sqlite_file_of_another_application_id_names_the_path(
 
     with pytest.raises(DatabaseOpenError, match=str(path)):
         await JobQueue(path).open()
+
+
+async def test_get_jobs_reads_several_in_the_order_asked_and_skips_unknown_ids(
+    queue: JobQueue,
+) -> None:
+    ids = [await queue.enqueue("t", f"x{i}") for i in range(5)]
+    asked = [ids[3], 999, ids[0], ids[3]]
+    jobs = await queue.get_jobs(asked)
+    assert [job.id for job in jobs] == [ids[3], ids[0], ids[3]]
+    assert jobs[1] == await queue.get_job(ids[0])
+    assert await queue.get_jobs([]) == []
+    with pytest.raises(TypeError):
+        await queue.get_jobs(["1"])  # type: ignore[list-item]

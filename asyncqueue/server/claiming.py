@@ -53,5 +53,4 @@ async def claim_tasks(
 
 async def read_claimed(queue: JobQueue, claimed: Sequence[ClaimedJob]) -> list[Job]:
     """The claimed jobs as stored: the full task objects a claim answers with."""
-    jobs = await asyncio.gather(*(queue.get_job(job.id) for job in claimed))
-    return [job for job in jobs if job is not None]
+    return await queue.get_jobs(job.id for job in claimed)

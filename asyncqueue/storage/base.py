@@ -187,6 +187,10 @@ class JobStorage(Protocol):
         """Read one job."""
         ...
 
+    async def get_jobs(self, job_ids: Sequence[int]) -> list[Job]:
+        """Read several jobs in one query, in any order; unknown ids are left out."""
+        ...
+
     async def list_jobs(
         self, statuses: Sequence[JobStatus] | None, job_type: str | None, limit: int
     ) -> list[Job]:

@@ -454,6 +454,15 @@ class SQLiteStorage:
 
         return await self._read_side().read(read)
 
+    async def get_jobs(self, job_ids: Sequence[int]) -> list[Job]:
+        """Several jobs in one query (a rowid lookup each)."""
+        ids = json.dumps(list(job_ids))
+
+        def read(conn: sqlite3.Connection) -> list[Job]:
+            return [Job.from_row(row) for row in rows(conn, sql.SELECT_JOBS, (ids,))]
+
+        return await self._read_side().read(read)
+
     async def list_jobs(
         self, statuses: Sequence[JobStatus] | None, job_type: str | None, limit: int
     ) -> list[Job]:

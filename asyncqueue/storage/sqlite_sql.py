@@ -405,6 +405,8 @@ WHERE status IN {FINISHED_REMOVABLE} AND completed_at < :before
 
 SELECT_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
 
+SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+
 _EVENT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
 #: Events per statement; a batch is cut into these sizes, largest first.
 EVENT_ROWS_PER_STATEMENT = (256, 64, 16, 4, 1)
