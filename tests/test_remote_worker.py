@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from remote_support import TOKEN, ServeProcess, environment, free_port, live_server
-from support import Recording, wait_until
+from support import Recording, WatchedClock, job_of, wait_until
 
 from asyncqueue import (
     JobQueue,
@@ -353,3 +353,39 @@ async def test_jobs_claimed_by_an_exchange_whose_answer_was_lost_go_back_to_pend
                 assert [job.id for job in third] == [orphan]
         history = [event.event.value for event in await queue.get_job_history(orphan)]
         assert history == ["enqueued", "claimed", "released", "claimed"]
+
+
+async def test_heartbeats_keep_a_long_remote_job_past_many_lease_lengths(db_path: Path) -> None:
+    clock = WatchedClock(start=1_800_000_000.0)
+    # A 3 s lease: the server sweeps every second, the worker renews every 0.75 s.
+    async with JobQueue(db_path, clock=clock, job_timeout_minutes=0.05) as queue:
+        job_id = await queue.enqueue("gated", "long")
+        async with live_server(queue) as url, remote(url, clock=clock, lease_seconds=3) as rq:
+            worker = Producing(rq, heartbeat_interval=0.75)
+            worker.gate = asyncio.Event()
+            running = asyncio.create_task(worker.start())
+            await asyncio.wait_for(worker.started.wait(), 10)
+            token = (await job_of(queue, job_id)).lease_token
+            for _ in range(12):  # nine seconds: three leases
+                await clock.wait_for_sleeper(0.75)  # the worker waits for its next heartbeat
+                clock.advance(0.75)
+
+                async def renewed() -> bool:
+                    job = await job_of(queue, job_id)
+                    assert job.lease_expires_at is not None
+                    return job.lease_expires_at.timestamp() >= clock.now() + 3.0
+
+                await wait_until(renewed, "the worker to renew its lease")
+                await queue.recover_stale_jobs()  # what the sweeper does: nothing to take
+            held = await job_of(queue, job_id)
+            assert (held.status, held.lease_token) == (JobStatus.PROCESSING, token)
+            worker.gate.set()
+
+            async def completed() -> bool:
+                return (await job_of(queue, job_id)).status is JobStatus.COMPLETED
+
+            await wait_until(completed, "the job to complete")
+            await worker.stop()
+            await running
+        job = await job_of(queue, job_id)
+        assert (job.attempts, job.retry_count) == (1, 0)
