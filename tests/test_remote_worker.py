@@ -389,3 +389,20 @@ async def test_heartbeats_keep_a_long_remote_job_past_many_lease_lengths(db_path
             await running
         job = await job_of(queue, job_id)
         assert (job.attempts, job.retry_count) == (1, 0)
+
+
+def test_the_cli_remote_worker_exits_1_when_the_server_stays_unreachable(
+    tmp_path: Path,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api"
+    worker = _cli_worker(
+        url, tmp_path, "w", "cli_workers:QuickWorker", "--reconnect-seconds", "0.5"
+    )
+    try:
+        code = worker.wait(60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    output = (tmp_path / "w.log").read_text()
+    assert code == 1, output
+    assert "could not be reached for 0.5s" in output

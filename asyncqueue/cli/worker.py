@@ -127,11 +127,9 @@ async def _run_worker(
     cls: type[QueueWorker],
     spec: str,
     options: dict[str, Any],
-    remote: tuple[str, str | None] | None,
+    remote: dict[str, Any] | None,
 ) -> str:
-    queue: JobQueue | RemoteQueue = (
-        app.queue() if remote is None else RemoteQueue(remote[0], token=remote[1])
-    )
+    queue: JobQueue | RemoteQueue = app.queue() if remote is None else RemoteQueue(**remote)
     try:
         worker = cls(queue, **options)
     except TypeError as exc:
@@ -187,6 +185,12 @@ async def _run_worker(
     help="Bearer token for --url (default: $QUEUE_API_TOKEN).",
 )
 @click.option(
+    "--reconnect-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="With --url: how long a request is retried while the server is unreachable (60).",
+)
+@click.option(
     "--max-runs",
     type=click.IntRange(min=1),
     metavar="N",
@@ -217,6 +221,7 @@ def worker(
     poll_interval: float | None,
     url: str | None,
     token: str | None,
+    reconnect_seconds: float | None,
     max_runs: int | None,
     max_consecutive_errors: int | None,
     log_level: str,
@@ -243,5 +248,7 @@ def worker(
     )
     cls = load_worker_class(spec)
     configure_logging(log_level)
-    remote = None if url is None else (url, token)
+    remote = None if url is None else _options(api_url=url, token=token)
+    if remote is not None and reconnect_seconds is not None:
+        remote["reconnect_seconds"] = reconnect_seconds
     click.echo(run(_run_worker(app, cls, spec, options, remote)), err=True)
