@@ -65,16 +65,28 @@ def _signals_survived() -> Iterator[None]:
 
 
 class _AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that says where it listens once it does."""
+    """A uvicorn server that says where it listens, and ends long polls when it stops."""
 
-    def __init__(self, config: uvicorn.Config, announce: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        announce: Callable[[str], None],
+        stopping: Callable[[], None],
+    ) -> None:
         super().__init__(config)
         self._announce = announce
+        self._stopping = stopping
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
             self._announce(server_url(self, self.config.host))
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn lets requests in flight finish before the lifespan ends: long polls are
+        # told first, or one could hold the stop up for its whole wait (30 s).
+        self._stopping()
+        await super().shutdown(sockets)
 
 
 def run(app: FastAPI, *, host: str, port: int, announce: Callable[[str], None]) -> bool:
@@ -82,7 +94,7 @@ def run(app: FastAPI, *, host: str, port: int, announce: Callable[[str], None]) 
     shuts down (closing the queue).
 
     Args:
-        app: the app.
+        app: an app made by ``create_app``.
         host: the interface to bind.
         port: the port (0: any free one).
         announce: called with the base URL once the server listens.
@@ -99,7 +111,7 @@ def run(app: FastAPI, *, host: str, port: int, announce: Callable[[str], None]) 
         log_config=None,
         server_header=False,
     )
-    server = _AnnouncingServer(config, announce)
+    server = _AnnouncingServer(config, announce, app.state.enqueue_counter.close)
     with _signals_survived():
         asyncio.run(server.serve())
     return server.started
