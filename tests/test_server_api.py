@@ -675,6 +675,9 @@ async def test_bad_input_says_which_field_and_why_and_writes_nothing(
             headers={"content-type": "application/json"},
         )
         assert response.json()["detail"][0]["loc"] == ["body", "wait"], number
+    for wait in (True, "1.5"):
+        response = await api.post("/api/tasks/claim", json={"worker_id": "w", "wait": wait})
+        assert response.json()["detail"][0]["loc"] == ["body", "wait"], wait
     response = await api.post("/api/tasks/claim", json={"worker_id": "w", "task_types": [""]})
     assert response.status_code == 422
     assert (await queue.get_queue_stats()).total_jobs == 0
@@ -731,3 +734,33 @@ async def test_unknown_fields_are_ignored(api: httpx.AsyncClient) -> None:
     assert response.status_code == 201
     response = await api.post("/api/tasks/claim", json={"worker_id": "w", "hostname": "h"})
     assert response.status_code == 200
+
+
+async def test_the_router_in_an_app_of_ones_own(queue: JobQueue, clock: ManualClock) -> None:
+    from contextlib import asynccontextmanager
+
+    from asyncqueue.server import TokenAuth, create_router, install_exception_handlers
+    from asyncqueue.server import lease_sweeper as sweeper
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with sweeper(queue):
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    app.include_router(create_router(queue, TokenAuth(TOKENS), max_body_bytes=1000))
+    install_exception_handlers(app)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://own", headers=WORKER) as api,
+    ):
+        job_id = await queue.enqueue("scrape", "mine")
+        assert (await claim(api))["id"] == job_id
+        response = await api.post(
+            "/api/tasks/claim", content=b"{", headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400
+        response = await api.post("/api/tasks/claim", json={"worker_id": "w" * 1000})
+        assert response.status_code == 413
+        assert (await api.get("/api/stats")).status_code == 403

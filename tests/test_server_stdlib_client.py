@@ -147,3 +147,9 @@ def test_serve_without_the_server_extra_says_how_to_install_it(tmp_path: Path) -
     message = user_error(result)
     assert "uvicorn is missing" in message
     assert "pip install 'asyncqueue[server]'" in message
+
+
+def test_the_readme_shows_the_stdlib_example_worker_as_it_is() -> None:
+    example = (ROOT / "examples" / "stdlib_remote_worker.py").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"```python\n{example}```\n" in readme

@@ -43,7 +43,7 @@ from asyncqueue.server.schemas import (
     WorkerHeartbeatBody,
 )
 from asyncqueue.storage.base import WorkerRecord
-from asyncqueue.validation import job_type_name
+from asyncqueue.validation import DEFAULT_PRIORITY, job_type_name
 
 TaskId = Annotated[int, Path(ge=0, le=MAX_INT64, description="The task's id.")]
 SUCCESS = {"status": "success"}
@@ -329,7 +329,7 @@ def _add_operator_routes(router: APIRouter, queue: JobQueue, auth: TokenAuth) ->
             job_id = await queue.enqueue(
                 body.type,
                 body.target_id,
-                priority=5 if body.priority is None else body.priority,
+                priority=DEFAULT_PRIORITY if body.priority is None else body.priority,
                 max_retries=body.max_retries,
                 metadata=body.params,
                 delay=body.delay,
