@@ -15,7 +15,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from asyncqueue import ConfigurationError, DatabaseError, JobQueue, ManualClock
+from asyncqueue import (
+    ConfigurationError,
+    DatabaseBusyError,
+    DatabaseError,
+    JobQueue,
+    ManualClock,
+)
 from asyncqueue.server import ApiTokens, create_app
 
 TOKENS = ApiTokens.parse("admin adm\nworker wrk\nread rd")
@@ -82,6 +88,19 @@ async def test_health_needs_no_token_and_says_unhealthy_when_the_queue_cannot_be
     assert response.status_code == 503
     assert response.json()["status"] == "unhealthy"
     assert "disk I/O error" in response.json()["detail"]
+
+
+async def test_a_database_in_trouble_is_503_with_retry_after(
+    api: httpx.AsyncClient, queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def busy(job_id: int) -> None:
+        raise DatabaseBusyError("database is locked", queue.path)
+
+    monkeypatch.setattr(queue, "get_job", busy)
+    response = await api.get("/api/tasks/1")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "database is locked" in response.json()["detail"]
 
 
 # -- the seed's lifecycle ----------------------------------------------------------------

@@ -14,6 +14,9 @@ from fastapi import FastAPI
 
 from asyncqueue.errors import ConfigurationError
 
+#: How long requests in flight get to finish once the server is told to stop, in seconds.
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is reachable from this machine only."""
@@ -110,6 +113,9 @@ def run(app: FastAPI, *, host: str, port: int, announce: Callable[[str], None]) 
         access_log=False,  # requests are logged by AccessLogMiddleware, through structlog
         log_config=None,
         server_header=False,
+        # Long polls end at once on a stop; anything else still running after this long
+        # is cancelled, so that a stuck request cannot keep the process from stopping.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     server = _AnnouncingServer(config, announce, app.state.enqueue_counter.close)
     with _signals_survived():
