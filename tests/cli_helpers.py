@@ -107,13 +107,16 @@ def wait_until(predicate: Callable[[], T], timeout: float = 15, what: str = "con
 
 
 class Background:
-    """A CLI process left running, its output read line by line by two threads."""
+    """A CLI process left running, its output read line by line by two threads.
 
-    def __init__(self, db: Path, *args: str) -> None:
+    ``env`` adds environment variables.
+    """
+
+    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             command(db, *args),
             cwd=db.parent,
-            env=cli_env(),
+            env=cli_env(**(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -15,7 +15,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from asyncqueue import ConfigurationError, DatabaseError, JobQueue, ManualClock
+from asyncqueue import (
+    ConfigurationError,
+    DatabaseBusyError,
+    DatabaseError,
+    JobQueue,
+    ManualClock,
+)
 from asyncqueue.server import ApiTokens, create_app
 
 TOKENS = ApiTokens.parse("admin adm\nworker wrk\nread rd")
@@ -82,6 +88,19 @@ async def test_health_needs_no_token_and_says_unhealthy_when_the_queue_cannot_be
     assert response.status_code == 503
     assert response.json()["status"] == "unhealthy"
     assert "disk I/O error" in response.json()["detail"]
+
+
+async def test_a_database_in_trouble_is_503_with_retry_after(
+    api: httpx.AsyncClient, queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def busy(job_id: int) -> None:
+        raise DatabaseBusyError("database is locked", queue.path)
+
+    monkeypatch.setattr(queue, "get_job", busy)
+    response = await api.get("/api/tasks/1")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "database is locked" in response.json()["detail"]
 
 
 # -- the seed's lifecycle ----------------------------------------------------------------
@@ -238,6 +257,21 @@ async def test_a_late_report_after_the_lease_expired_and_another_worker_took_the
     response = await api.post(f"/api/tasks/{first['id']}/heartbeat", json={"worker_id": "w1"})
     assert response.status_code == 409
     assert response.json()["status"] == "completed"
+
+
+async def test_a_late_fail_after_a_recovery_failed_the_task_is_no_repeat(
+    api: httpx.AsyncClient, queue: JobQueue, clock: ManualClock
+) -> None:
+    await enqueue(api, "last-chance", max_retries=0)
+    task = await claim(api, "w1")
+    clock.advance(LEASE + 1)
+    assert await queue.recover_stale_jobs() == 1
+    assert (await get(api, task["id"]))["status"] == "failed"
+    response = await api.post(
+        f"/api/tasks/{task['id']}/fail", json={"worker_id": "w1", "error": "x"}
+    )
+    assert (response.status_code, response.json()["status"]) == (409, "failed")
+    assert "lease expired" in (await get(api, task["id"]))["error"]
 
 
 async def test_a_repeated_report_answers_200_again_and_changes_nothing(
@@ -421,7 +455,7 @@ async def test_an_exchanged_result_too_large_to_keep_fails_the_attempt_not_the_b
     assert body["applied"] == sorted([big["id"], small["id"]])
     stored = await get(api, big["id"])
     assert stored["status"] == "retry_scheduled"
-    assert "the result could not be stored" in stored["error"]
+    assert stored["error"].startswith("ValidationError: result is ")
     assert (await get(api, small["id"]))["status"] == "completed"
 
 
@@ -675,6 +709,9 @@ async def test_bad_input_says_which_field_and_why_and_writes_nothing(
             headers={"content-type": "application/json"},
         )
         assert response.json()["detail"][0]["loc"] == ["body", "wait"], number
+    for wait in (True, "1.5"):
+        response = await api.post("/api/tasks/claim", json={"worker_id": "w", "wait": wait})
+        assert response.json()["detail"][0]["loc"] == ["body", "wait"], wait
     response = await api.post("/api/tasks/claim", json={"worker_id": "w", "task_types": [""]})
     assert response.status_code == 422
     assert (await queue.get_queue_stats()).total_jobs == 0
@@ -731,3 +768,33 @@ async def test_unknown_fields_are_ignored(api: httpx.AsyncClient) -> None:
     assert response.status_code == 201
     response = await api.post("/api/tasks/claim", json={"worker_id": "w", "hostname": "h"})
     assert response.status_code == 200
+
+
+async def test_the_router_in_an_app_of_ones_own(queue: JobQueue, clock: ManualClock) -> None:
+    from contextlib import asynccontextmanager
+
+    from asyncqueue.server import TokenAuth, create_router, install_exception_handlers
+    from asyncqueue.server import lease_sweeper as sweeper
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with sweeper(queue):
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    app.include_router(create_router(queue, TokenAuth(TOKENS), max_body_bytes=1000))
+    install_exception_handlers(app)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://own", headers=WORKER) as api,
+    ):
+        job_id = await queue.enqueue("scrape", "mine")
+        assert (await claim(api))["id"] == job_id
+        response = await api.post(
+            "/api/tasks/claim", content=b"{", headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400
+        response = await api.post("/api/tasks/claim", json={"worker_id": "w" * 1000})
+        assert response.status_code == 413
+        assert (await api.get("/api/stats")).status_code == 403

@@ -68,6 +68,7 @@ def serve(
             f"the server needs the server extra ({exc.name or exc} is missing): "
             "pip install 'asyncqueue[server]'"
         ) from None
+    configure_logging(log_level)
     try:
         tokens = ApiTokens.from_environment()
         if token is not None:
@@ -82,7 +83,6 @@ def serve(
         api = create_app(app.queue(), tokens=tokens, insecure=insecure)
     except ConfigurationError as exc:
         raise CLIUsageError(str(exc)) from None
-    configure_logging(log_level)
     queue_path = os.fspath(api.state.queue.path)
 
     def announce(url: str) -> None:

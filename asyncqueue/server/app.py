@@ -79,4 +79,5 @@ def create_app(
     install_exception_handlers(app)
     app.add_middleware(AccessLogMiddleware)
     app.state.queue = served
+    app.state.enqueue_counter = counter
     return app

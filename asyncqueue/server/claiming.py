@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from asyncqueue.job import ClaimedJob, Job
+from asyncqueue.logs import get_logger
 from asyncqueue.queue import JobQueue
 from asyncqueue.server.notify import EnqueueCounter
 
@@ -28,12 +29,13 @@ async def claim_tasks(
     """Claim up to ``limit`` tasks in the queue's order, waiting up to ``wait`` seconds for one.
 
     Returns:
-        The claimed jobs as stored after the claim; empty if none came in time or the
-        client went away.
+        The claimed jobs as stored after the claim; empty if none came in time, the client
+        went away or the server is stopping.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     counter.attach()
+    waited = False
     while True:
         # Read before the attempt: an enqueue between the attempt and the wait moves the
         # count past it, so the wait returns at once rather than missing the notification.
@@ -44,8 +46,11 @@ async def claim_tasks(
                 await queue.renew_leases(claimed, lease_seconds=lease_seconds)
             return await read_claimed(queue, claimed)
         remaining = deadline - loop.time()
-        if remaining <= 0:
+        if remaining <= 0 or counter.closed:
             return []
+        if not waited:
+            waited = True
+            get_logger("asyncqueue.server").debug("claim.long_poll", worker_id=worker_id, wait=wait)
         await counter.wait(seen, min(remaining, POLL_SLICE_SECONDS))
         if await disconnected():
             return []

@@ -24,6 +24,8 @@ class EnqueueCounter:
         self.seq = 0
         self._changed = asyncio.Event()
         self._attached = False
+        #: Set by :meth:`close`: long polls end at once, so a stopping server is not held up.
+        self.closed = False
 
     def attach(self) -> None:
         """Start counting. Idempotent.
@@ -41,8 +43,16 @@ class EnqueueCounter:
             self._queue.remove_enqueue_listener(self._notified)
             self._attached = False
 
+    def close(self) -> None:
+        """End every wait now and every later one at once (the server is stopping)."""
+        self.closed = True
+        self._wake()
+
     def _notified(self) -> None:
         self.seq += 1
+        self._wake()
+
+    def _wake(self) -> None:
         # Every waiter holds the event of its moment; a new one serves the next waiters.
         self._changed.set()
         self._changed = asyncio.Event()
@@ -57,7 +67,7 @@ class EnqueueCounter:
             The count.
         """
         self.attach()
-        if self.seq != since or seconds <= 0:
+        if self.seq != since or seconds <= 0 or self.closed:
             return self.seq
         changed = self._changed
         with contextlib.suppress(TimeoutError):

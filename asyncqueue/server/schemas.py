@@ -1,7 +1,7 @@
 """Request bodies of the HTTP API, as pydantic models.
 
 Lenient where it costs nothing (unknown fields are ignored, so older and newer clients keep
-working), strict where a wrong value would slip through: an int field refuses ``true`` and
+working), strict where a wrong value would slip through: a number field refuses ``true`` and
 ``"3"``, a float field refuses NaN and infinity, text refuses NUL and lone surrogates (SQLite
 could not store them). Bounds keep every value inside what the database and ``datetime`` can
 hold, so no input reaches the queue that it would fail on.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 #: Largest id or counter SQLite stores as an integer.
 MAX_INT64 = 2**63 - 1
@@ -46,7 +46,7 @@ WorkerId = Annotated[Text, Field(min_length=1, max_length=255)]
 TaskType = Annotated[Text, Field(min_length=1, max_length=255)]
 LeaseToken = Annotated[Text, Field(max_length=255)]
 TaskIdField = Annotated[StrictInt, Field(ge=0, le=MAX_INT64)]
-Seconds = Annotated[float, Field(allow_inf_nan=False)]
+Seconds = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 class _Body(BaseModel):

@@ -14,6 +14,9 @@ from fastapi import FastAPI
 
 from asyncqueue.errors import ConfigurationError
 
+#: How long requests in flight get to finish once the server is told to stop, in seconds.
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is reachable from this machine only."""
@@ -65,16 +68,28 @@ def _signals_survived() -> Iterator[None]:
 
 
 class _AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that says where it listens once it does."""
+    """A uvicorn server that says where it listens, and ends long polls when it stops."""
 
-    def __init__(self, config: uvicorn.Config, announce: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        announce: Callable[[str], None],
+        stopping: Callable[[], None],
+    ) -> None:
         super().__init__(config)
         self._announce = announce
+        self._stopping = stopping
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
             self._announce(server_url(self, self.config.host))
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn lets requests in flight finish before the lifespan ends: long polls are
+        # told first, or one could hold the stop up for its whole wait (30 s).
+        self._stopping()
+        await super().shutdown(sockets)
 
 
 def run(app: FastAPI, *, host: str, port: int, announce: Callable[[str], None]) -> bool:
@@ -82,7 +97,7 @@ def run(app: FastAPI, *, host: str, port: int, announce: Callable[[str], None]) 
     shuts down (closing the queue).
 
     Args:
-        app: the app.
+        app: an app made by ``create_app``.
         host: the interface to bind.
         port: the port (0: any free one).
         announce: called with the base URL once the server listens.
@@ -98,8 +113,11 @@ def run(app: FastAPI, *, host: str, port: int, announce: Callable[[str], None]) 
         access_log=False,  # requests are logged by AccessLogMiddleware, through structlog
         log_config=None,
         server_header=False,
+        # Long polls end at once on a stop; anything else still running after this long
+        # is cancelled, so that a stuck request cannot keep the process from stopping.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    server = _AnnouncingServer(config, announce)
+    server = _AnnouncingServer(config, announce, app.state.enqueue_counter.close)
     with _signals_survived():
         asyncio.run(server.serve())
     return server.started

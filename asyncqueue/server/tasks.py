@@ -17,6 +17,7 @@ from asyncqueue.job import ClaimedJob, Job, JobStatus
 from asyncqueue.queue import JobQueue
 from asyncqueue.storage.base import FinishedJob
 from asyncqueue.validation import encode_result
+from asyncqueue.worker import describe_exception
 
 #: A report on a held task: it succeeded, or the attempt failed.
 Report = Literal["complete", "fail"]
@@ -105,6 +106,9 @@ def is_repeat(job: Job, report: Report, worker_id: str, token: str | None) -> bo
     return (
         job.status in _REPORTED[report]
         and job.worker_id == worker_id
+        # A worker's report keeps its lease token on the job; a recovery of an expired
+        # lease (which may fail the job too) clears it: that failure was no report.
+        and job.lease_token is not None
         and (token is None or token == job.lease_token)
     )
 
@@ -257,7 +261,8 @@ async def exchange(
             try:
                 result_json = encode_task_result(item.result, queue.max_result_bytes)
             except ValidationError as exc:
-                kind, error = "failed", f"the result could not be stored: {exc}"
+                # What a local worker records when its job returns a result too large.
+                kind, error = "failed", describe_exception(exc)
         outcome = await _exchange_outcome(queue, item, kind, error, result_json)
         if outcome is not None:
             finished.append(outcome)
