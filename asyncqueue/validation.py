@@ -188,7 +188,7 @@ def _delayed(delay: object, now: float) -> float:
     elif isinstance(delay, int) and not isinstance(delay, bool):
         # Capped before converting: an int too large for a float is simply too long (or,
         # negative, below zero).
-        seconds = float(max(-1, min(delay, MAX_SPAN_SECONDS)))
+        seconds = float(max(-1, min(delay, MAX_SPAN_SECONDS + 1)))
     else:
         raise ValidationTypeError(
             f"delay must be seconds (int or float) or a timedelta, got {type(delay).__name__}"

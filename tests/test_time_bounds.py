@@ -587,3 +587,16 @@ def test_every_cli_read_survives_out_of_range_times(poisoned: Path) -> None:
     result = cli(poisoned, "db", "check")
     assert user_error(result) == "integrity check found 3 problems"
     assert result.stdout.startswith("6 jobs have a time outside 0001-01-01T00:00:00Z..")
+
+
+async def test_an_int_delay_one_second_past_the_whole_span_is_refused(db_path: Path) -> None:
+    # Found by hypothesis: an int delay was capped at the span before the check, so from
+    # the first storable second a delay one second too long was accepted.
+    async with JobQueue(db_path, clock=ManualClock(MIN_TIMESTAMP)) as queue:
+        with pytest.raises(ValidationError, match=r"^delay"):
+            await queue.enqueue("t", "x", delay=int(MAX_SPAN_SECONDS) + 1)
+        await _assert_nothing_written(queue)
+        job_id = await queue.enqueue("t", "x", delay=int(MAX_SPAN_SECONDS))
+        job = await queue.get_job(job_id)
+        assert job is not None
+        assert job.run_at == LATEST
