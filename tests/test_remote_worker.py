@@ -13,7 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from remote_support import TOKEN, ServeProcess, environment, free_port, live_server
+from remote_support import (
+    REPO_ROOT,
+    TOKEN,
+    ServeProcess,
+    environment,
+    free_port,
+    live_server,
+)
 from support import Recording, WatchedClock, job_of, wait_until
 
 from asyncqueue import (
@@ -406,3 +413,39 @@ def test_the_cli_remote_worker_exits_1_when_the_server_stays_unreachable(
     output = (tmp_path / "w.log").read_text()
     assert code == 1, output
     assert "could not be reached for 0.5s" in output
+
+
+def test_the_remote_worker_example_runs_against_a_real_server(
+    db_path: Path, tmp_path: Path
+) -> None:
+    async def fill() -> None:
+        async with JobQueue(db_path) as queue:
+            for i in range(5):
+                await queue.enqueue(
+                    "PrismQ.YouTube.ScrapeShorts", f"q{i}", metadata={"search_query": f"q{i}"}
+                )
+
+    asyncio.run(fill())
+    with ServeProcess(db_path, tmp_path / "server.log") as server:
+        done = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "examples" / "remote_worker.py"), server.api_url],
+            env=environment(QUEUE_API_TOKEN=TOKEN, MAX_RUNS="5"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stopped after 5 tasks (0 failed attempts)" in done.stdout
+
+    async def check() -> None:
+        async with JobQueue(db_path) as queue:
+            for job in await queue.list_jobs():
+                assert job.status is JobStatus.COMPLETED
+                assert job.result == {
+                    "search_query": job.target_id,
+                    "shorts": [],
+                    "total_found": 0,
+                }
+
+    asyncio.run(check())
