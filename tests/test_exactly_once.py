@@ -34,9 +34,9 @@ class Recording(QueueWorker):
 
 
 async def test_every_job_is_processed_exactly_once_by_four_workers_in_two_processes(
-    tmp_path: Path,
+    tmp_path: Path, db_path: Path | str
 ) -> None:
-    db = tmp_path / "queue.db"
+    db = db_path
     record = tmp_path / "other_process.txt"
     ready, gate = tmp_path / "ready", tmp_path / "gate"
     targets = [f"job-{i:04d}" for i in range(N_JOBS)]

@@ -16,13 +16,18 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from asyncqueue.errors import DatabaseBusyError, DatabaseError, DatabaseOpenError
 from asyncqueue.storage.base import WORKER_LIVENESS_MULTIPLE
+from asyncqueue.storage.maintenance import (
+    BackupResult,
+    CheckpointResult,
+    RestoreResult,
+    VacuumResult,
+    WorkerInfo,
+)
 from asyncqueue.storage.sqlite_connection import first, is_busy, rows
 from asyncqueue.storage.sqlite_sql import APPLICATION_ID, SCHEMA_VERSION
 
@@ -49,84 +54,22 @@ SELECT_FAILED_IDS_OF_TYPE = (
 
 COUNT_JOBS = "SELECT count(*) FROM jobs"
 
-# -- results ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """A row of the workers table, as ``JobQueue.list_workers`` returns it.
-
-    ``alive`` follows the rule ``get_queue_stats`` counts by: the last heartbeat is younger
-    than three heartbeat intervals. Dead workers' rows stay until a live worker prunes them.
-    Times are timezone-aware UTC datetimes.
-    """
-
-    worker_id: str
-    host: str
-    pid: int
-    started_at: datetime
-    last_heartbeat: datetime
-    heartbeat_interval: float
-    jobs_processed: int
-    jobs_failed: int
-    running_jobs: int
-    alive: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: times as ISO 8601 strings."""
-        return {
-            "worker_id": self.worker_id,
-            "host": self.host,
-            "pid": self.pid,
-            "started_at": self.started_at.isoformat(),
-            "last_heartbeat": self.last_heartbeat.isoformat(),
-            "heartbeat_interval": self.heartbeat_interval,
-            "jobs_processed": self.jobs_processed,
-            "jobs_failed": self.jobs_failed,
-            "running_jobs": self.running_jobs,
-            "alive": self.alive,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointResult:
-    """What ``PRAGMA wal_checkpoint(TRUNCATE)`` reported.
-
-    ``busy`` is True when a reader or writer kept the checkpoint from finishing (the WAL was
-    then not truncated); the frame counts are -1 when the file is not in WAL mode.
-    """
-
-    busy: bool
-    wal_frames: int
-    checkpointed_frames: int
-
-
-@dataclass(frozen=True, slots=True)
-class VacuumResult:
-    """The database's size in bytes (pages times page size) before and after VACUUM."""
-
-    bytes_before: int
-    bytes_after: int
-
-
-@dataclass(frozen=True, slots=True)
-class BackupResult:
-    """A finished backup: where it is, its size, how long it took."""
-
-    path: str
-    pages: int
-    bytes: int
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class RestoreResult:
-    """A finished restore: the backup's schema version and how many jobs it held."""
-
-    source: str
-    schema_version: int
-    jobs: int
-
+__all__ = [
+    "BackupResult",
+    "CheckpointResult",
+    "RestoreResult",
+    "VacuumResult",
+    "WorkerInfo",
+    "analyze",
+    "backup",
+    "checkpoint",
+    "failed_ids_reader",
+    "integrity_problems",
+    "read_counts_by_type",
+    "restore",
+    "vacuum",
+    "workers_reader",
+]
 
 # -- connections -----------------------------------------------------------------------
 
