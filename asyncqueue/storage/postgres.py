@@ -8,6 +8,7 @@ enqueues share a statement (:class:`EnqueueBatcher`), as SQLite's writer merges 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,7 +60,9 @@ class PostgresStorage:
         self._schema = settings.schema
         self._history = settings.record_history
         self._channel = sql.notify_channel(settings.schema)
-        self._db = Database(settings.path, settings.pool_size)
+        self._db = Database(
+            settings.path, settings.pool_size, application_name=f"asyncqueue:{settings.schema}"
+        )
         self._batcher = EnqueueBatcher(self._insert_batch)
         #: Receives, in the event loop after each commit, the transitions the write made.
         self.event_sink: EventSink | None = None
@@ -228,22 +231,34 @@ class PostgresStorage:
             return set(), []
         pending = list(finished)
         applied: set[int] = set()
+        # Lease tokens of this exchange's claims start with it: a try lost with its
+        # connection after committing is recognised on the next try (see recheck).
+        claim_id = uuid.uuid4().hex[:12]
+        limit = claim.limit if claim is not None else 0
+        taken: list[Any] = []
 
         async def recheck(conn: Connection) -> None:
-            # The lost try may have committed: its outcomes are recorded under their token.
-            nonlocal pending
-            if not pending:
-                return
-            rows = await self._fetch(conn, sql.ALREADY_FINISHED, **_outcome_keys(pending))
-            applied.update(row[0] for row in rows)
-            pending = [f for f in pending if f.job_id not in applied]
+            # The lost try may have committed: its outcomes are recorded under their token,
+            # its claims hold tokens of this exchange.
+            nonlocal pending, limit
+            if pending:
+                rows = await self._fetch(conn, sql.ALREADY_FINISHED, **_outcome_keys(pending))
+                applied.update(row[0] for row in rows)
+                pending = [f for f in pending if f.job_id not in applied]
+            if limit:
+                rows = await self._fetch(
+                    conn, sql.ALREADY_CLAIMED, worker_id=worker_id, claim_id=claim_id
+                )
+                taken.extend(row for row in rows if row[1] not in {r[1] for r in taken})
+                limit = claim.limit - len(taken) if claim is not None else 0
 
         async def exchange(conn: Connection) -> list[Any]:
-            if not pending and claim is None:
+            if not pending and not limit:
                 return []
+            assert claim is not None or not limit
             statement = sql.finish_and_claim_sql(
                 finish=bool(pending),
-                claim=claim is not None,
+                claim=bool(limit),
                 strategy=claim.strategy if claim is not None else "priority",
                 typed=claim is not None and claim.job_types is not None,
                 history=self._history,
@@ -251,13 +266,16 @@ class PostgresStorage:
             params: dict[str, Any] = {"now": now, "worker_id": worker_id}
             if pending:
                 params.update(_outcome_params(pending))
-            if claim is not None:
-                params.update(limit=claim.limit, lease_expires_at=claim.lease_expires_at)
+            if limit and claim is not None:
+                params.update(
+                    limit=limit, lease_expires_at=claim.lease_expires_at, claim_id=claim_id
+                )
                 if claim.job_types is not None:
                     params["job_types"] = list(claim.job_types)
             return await self._fetch(conn, statement, **params)
 
         rows = await self._db.run(exchange, on_retry=recheck)
+        rows = taken + rows
         claimed: list[ClaimedJob] = []
         for row in rows:
             if row[0]:
@@ -371,7 +389,7 @@ class PostgresStorage:
         ``listen=False``: workers then poll)."""
         if not self._settings.listen:
             return lambda: None
-        listener = Listener(self._url, self._channel, callback)
+        listener = Listener(self._url, self._channel, callback, self._db.server_settings)
         listener.start()
         return listener.close
 

@@ -41,6 +41,9 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, asyncpg.QueryCanceledError):
         return False
+    # A connection left mid-exchange by a lost server ("another operation is in progress").
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return True
     return isinstance(
         exc,
         OSError
@@ -69,16 +72,23 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
 class Database:
     """The queue's connection pool; :meth:`run` retries an operation across connection loss."""
 
-    def __init__(self, url: str, pool_size: int) -> None:
+    def __init__(self, url: str, pool_size: int, application_name: str) -> None:
         self.url = url
         self._pool_size = pool_size
+        #: Shown in pg_stat_activity, so an operator sees which connections are the queue's.
+        self.server_settings = {"application_name": application_name}
         self._pool: Any = None
 
     async def open(self) -> None:
         """Create the pool (one connection now, more on demand)."""
         try:
             self._pool = await self._retrying(
-                lambda: asyncpg.create_pool(self.url, min_size=1, max_size=self._pool_size),
+                lambda: asyncpg.create_pool(
+                    self.url,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    server_settings=self.server_settings,
+                ),
                 seconds=10.0,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
@@ -136,10 +146,28 @@ class Database:
                 from asyncqueue.errors import QueueClosedError
 
                 raise QueueClosedError(f"the queue at {redacted(self.url)} is not open")
-            async with pool.acquire() as conn:
+            conn = await pool.acquire()
+            try:
                 if tries > 1 and on_retry is not None:
                     await on_retry(conn)
                 return await op(conn)
+            except BaseException as exc:
+                if is_transient(exc) or isinstance(exc, asyncio.CancelledError):
+                    # Never back into the pool, and the pool's other connections are
+                    # likely dead too (a server restart): each is replaced on next use.
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
+                    await pool.expire_connections()
+                raise
+            finally:
+                # A failure to release (the connection died meanwhile) is not the
+                # operation's: it has run, and must not run again.
+                try:
+                    await pool.release(conn)
+                except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                    _log.debug("postgres.release_failed error=%r", exc)
+                except asyncpg.InterfaceError as exc:
+                    _log.debug("postgres.release_failed error=%r", exc)
 
         try:
             return await self._retrying(once, RECONNECT_SECONDS)
@@ -161,8 +189,15 @@ class Listener:
     once: notifications sent meanwhile were lost, so the worker should look for work.
     """
 
-    def __init__(self, url: str, channel: str, callback: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        callback: Callable[[], None],
+        server_settings: dict[str, str] | None = None,
+    ) -> None:
         self._url = url
+        self._server_settings = server_settings
         self._channel = channel
         self._callback = callback
         self._conn: Any = None
@@ -191,7 +226,7 @@ class Listener:
         first = True
         while True:
             try:
-                conn = await asyncpg.connect(self._url)
+                conn = await asyncpg.connect(self._url, server_settings=self._server_settings)
             except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 _log.warning("postgres.listen_reconnect error=%r", exc)
                 await asyncio.sleep(delay)

@@ -53,6 +53,7 @@ _SCALAR_TYPES = {
     "worker_id": "text",
     "channel": "text",
     "payload": "text",
+    "claim_id": "text",
     "key": "text",
     "job_type": "text",
     "table": "text",
@@ -319,7 +320,7 @@ picked AS (
 claimed AS (
     UPDATE __schema__.jobs AS j SET
         status = 'processing', worker_id = :worker_id,
-        lease_token = to_hex(nextval('__schema__.lease_tokens')),
+        lease_token = :claim_id || to_hex(nextval('__schema__.lease_tokens')),
         lease_expires_at = :lease_expires_at, started_at = :now, updated_at = :now,
         attempts = j.attempts + 1
     FROM picked WHERE j.id = picked.id
@@ -373,6 +374,14 @@ SELECT j.id FROM __schema__.jobs AS j
 JOIN unnest(:ids::bigint[], :tokens::text[], :statuses::text[]) AS d(id, token, status)
     ON j.id = d.id AND j.lease_token = d.token AND j.status = d.status
 WHERE j.status <> 'processing'
+"""
+
+#: The jobs a lost try of an exchange claimed (their tokens start with its claim id).
+ALREADY_CLAIMED = """
+SELECT true AS claimed, id, job_type, target_id, metadata::text, priority, retry_count,
+       max_retries, lease_token, worker_id
+FROM __schema__.jobs
+WHERE status = 'processing' AND worker_id = :worker_id AND starts_with(lease_token, :claim_id)
 """
 
 RENEW_LEASES = """
