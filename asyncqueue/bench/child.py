@@ -23,6 +23,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The child's command line (built by :func:`asyncqueue.bench.procs.spawn_worker`)."""
     parser = argparse.ArgumentParser(prog="python -m asyncqueue.bench.child")
     parser.add_argument("--db", required=True)
+    parser.add_argument("--schema", default=None, help="PostgreSQL: the queue's schema")
     parser.add_argument("--log", required=True)
     parser.add_argument("--sync", choices=("NORMAL", "FULL"), default="NORMAL")
     parser.add_argument("--concurrency", type=int, default=10)
@@ -41,7 +42,7 @@ async def run_worker(args: argparse.Namespace) -> int:
         _mark_ready(args.ready)
     joblog = JobLogWriter(args.log)
     try:
-        async with JobQueue(args.db, synchronous=args.sync) as queue:
+        async with JobQueue(args.db, synchronous=args.sync, schema=args.schema) as queue:
             worker = RecordingWorker(
                 queue, joblog, concurrency=args.concurrency, poll_interval=args.poll_interval
             )
