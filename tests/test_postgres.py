@@ -49,6 +49,13 @@ def test_urls_select_postgres_and_stay_as_given(backend: str) -> None:
     assert JobQueue("relative/queue.db").backend == "sqlite"
 
 
+async def test_queue_db_path_may_be_a_url(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_DB_PATH", db_path)
+    async with JobQueue() as queue:
+        assert queue.backend == "postgres"
+        assert (await queue.enqueue("t", "env")).created
+
+
 @pytest.mark.parametrize("schema", ["", "1abc", "a-b", "x" * 64, 'a"b'])
 def test_a_schema_must_be_an_identifier(backend: str, schema: str) -> None:
     with pytest.raises(ConfigurationError, match="schema"):
@@ -233,6 +240,20 @@ async def test_a_worker_survives_its_connections_being_terminated(
         assert killed > 0
         assert sorted(worker.ran) == sorted([*targets, "late"])
         assert (await queue.get_job(late)) is not None
+
+
+async def test_the_listener_reconnects_and_listens_again(db_path: str, pg_schema: str) -> None:
+    """After its connection is killed, NOTIFY still wakes a worker that never polls."""
+    async with JobQueue(db_path) as here, JobQueue(db_path, schema=pg_schema) as there:
+        worker = Recording(here, poll_interval=3600)
+        task = asyncio.create_task(worker.start())
+        await asyncio.sleep(0.3)
+        assert await terminate_backends(db_path, pg_schema) > 0
+        await asyncio.sleep(0.5)  # reconnected (the first retry waits 50 ms)
+        job_id = await there.enqueue("t", "after-the-cut")
+        await wait_for_status(there, job_id, JobStatus.COMPLETED)
+        await worker.stop()
+        await task
 
 
 @pytest.fixture

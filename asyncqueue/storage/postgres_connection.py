@@ -21,7 +21,12 @@ from tenacity import (
 )
 
 from asyncqueue.config import redacted
-from asyncqueue.errors import DatabaseBusyError, DatabaseError, DatabaseOpenError
+from asyncqueue.errors import (
+    DatabaseBusyError,
+    DatabaseError,
+    DatabaseOpenError,
+    QueueClosedError,
+)
 
 T = TypeVar("T")
 
@@ -144,8 +149,6 @@ class Database:
             tries += 1
             pool = self._pool
             if pool is None:
-                from asyncqueue.errors import QueueClosedError
-
                 raise QueueClosedError(f"the queue at {redacted(self.url)} is not open")
             conn = await pool.acquire()
             try:

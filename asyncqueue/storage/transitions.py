@@ -22,6 +22,7 @@ OUTCOME_EVENTS: dict[JobStatus, str] = {
 
 
 def enqueued_events(batch: Sequence[tuple[NewJob, float]], ids: Sequence[JobId]) -> list[EventRow]:
+    """The "enqueued" rows of the jobs an enqueue created (duplicates have none)."""
     return [
         (int(job_id), "enqueued", "pending", at, None, job.job_type, None, job.run_at, None)
         for (job, at), job_id in zip(batch, ids, strict=True)
@@ -32,6 +33,7 @@ def enqueued_events(batch: Sequence[tuple[NewJob, float]], ids: Sequence[JobId])
 def finished_events(
     finished: Sequence[FinishedJob], applied: set[int], now: float, worker_id: str | None
 ) -> list[EventRow]:
+    """The rows of the outcomes that applied (their lease was still held)."""
     return [
         (
             f.job_id,
@@ -52,6 +54,7 @@ def finished_events(
 def claimed_events(
     claimed: Sequence[ClaimedJob], now: float, worker_id: str | None
 ) -> list[EventRow]:
+    """The "claimed" rows of newly claimed jobs."""
     return [
         (job.id, "claimed", "processing", now, worker_id, job.job_type, None, None, None)
         for job in claimed
