@@ -270,3 +270,33 @@ async def test_a_read_after_the_server_dropped_the_pool_reconnects(
         assert (await queue.get_job(job_id)) is not None
         assert (await queue.enqueue("t", "b")).created
         assert os.environ["QUEUE_DB_SCHEMA"] == pg_schema
+
+
+async def test_a_burst_of_enqueues_notifies_less_and_still_wakes_a_worker(
+    db_path: str, pg_schema: str, app_conn: Any
+) -> None:
+    """Debounced NOTIFY: the trailing one follows the burst's last commit."""
+    heard: list[str] = []
+    await app_conn.add_listener(f"asyncqueue_{pg_schema}", lambda *args: heard.append(args[3]))
+    async with JobQueue(db_path) as here, JobQueue(db_path) as there:
+        worker = Recording(here, poll_interval=3600)
+        task = asyncio.create_task(worker.start())
+        await asyncio.sleep(0.3)
+        ids = [await there.enqueue("t", f"burst-{n}") for n in range(30)]
+        await asyncio.sleep(0.05)
+        assert 1 <= len(heard) < 30
+        for job_id in ids:
+            await wait_for_status(there, job_id, JobStatus.COMPLETED)
+        await worker.stop()
+        await task
+        assert sorted(worker.ran) == sorted(f"burst-{n}" for n in range(30))
+
+
+async def test_an_enqueue_on_a_pooled_app_connection(queue: JobQueue, db_path: str) -> None:
+    pool = await asyncpg.create_pool(db_path, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            job_id = await queue.enqueue("t", "pooled", connection=conn)
+        assert (await queue.get_job(job_id)) is not None
+    finally:
+        await pool.close()

@@ -44,6 +44,7 @@ from asyncqueue.storage.postgres_connection import (
     translate,
 )
 from asyncqueue.storage.postgres_metrics import read_metrics_rows
+from asyncqueue.storage.postgres_notify import NotifyDebouncer
 from asyncqueue.storage.transitions import claimed_events, enqueued_events, finished_events
 from asyncqueue.validation import NewJob
 
@@ -64,6 +65,7 @@ class PostgresStorage:
             settings.path, settings.pool_size, application_name=f"asyncqueue:{settings.schema}"
         )
         self._batcher = EnqueueBatcher(self._insert_batch)
+        self._notifier = NotifyDebouncer(self._notify)
         #: Receives, in the event loop after each commit, the transitions the write made.
         self.event_sink: EventSink | None = None
 
@@ -137,8 +139,9 @@ class PostgresStorage:
         return None if version is None else int(version)
 
     async def close(self) -> None:
-        """Finish enqueues in flight, then close the pool."""
+        """Finish enqueues in flight and the NOTIFY they owe, then close the pool."""
         await self._batcher.drain()
+        await self._notifier.close()
         await self._db.close()
 
     # -- enqueue -----------------------------------------------------------------------
@@ -160,25 +163,29 @@ class PostgresStorage:
         The jobs exist if and only if that transaction commits; the NOTIFY goes out then.
         No events are announced (the commit is the caller's).
         """
-        if not isinstance(connection, asyncpg.Connection):
+        if not isinstance(connection, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy):
             raise ConfigurationError(
                 f"connection must be an asyncpg connection, got {type(connection).__name__}"
             )
         batch = [(job, now) for job in jobs]
         try:
-            return await self._insert_on(connection, batch)
+            # Its own NOTIFY, always: it is delivered at the caller's commit, whenever that is.
+            return await self._insert_on(connection, batch, notify=self._settings.listen)
         except asyncpg.PostgresError as exc:
             raise translate(exc, self._url) from exc
 
     async def _insert_batch(self, batch: Sequence[tuple[NewJob, float]]) -> list[JobId]:
-        ids = await self._db.run(lambda conn: self._insert_on(conn, batch))
+        notify = self._settings.listen and self._notifier.take_leading_edge()
+        ids = await self._db.run(lambda conn: self._insert_on(conn, batch, notify=notify))
+        if self._settings.listen and not notify and any(job_id.created for job_id in ids):
+            self._notifier.owe()
         self._publish(lambda: enqueued_events(batch, ids))
         return ids
 
     async def _insert_on(
-        self, conn: Connection, batch: Sequence[tuple[NewJob, float]]
+        self, conn: Connection, batch: Sequence[tuple[NewJob, float]], *, notify: bool
     ) -> list[JobId]:
-        statement = sql.insert_jobs_sql(history=self._history, notify=self._settings.listen)
+        statement = sql.insert_jobs_sql(history=self._history, notify=notify)
         found: dict[tuple[str, str], tuple[int, bool]] = {}
         todo = list(batch)
         for _ in range(_INSERT_TRIES):
