@@ -263,6 +263,9 @@ NOTIFY = "SELECT pg_notify(:channel, :payload)"
 
 # -- claims and outcomes ---------------------------------------------------------------------
 
+# The claim orders of the SQLite backend, so a queue behaves the same on both: priority then
+# id (a retried job keeps its place among jobs of its priority), or id alone. Each has a
+# partial index holding only claimable rows (jobs_ready_by_priority, jobs_ready_by_id).
 _ORDER: dict[Strategy, str] = {
     "priority": "priority, id",
     "fifo": "id",
