@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from asyncqueue.errors import ConfigurationError
 from asyncqueue.retry import RetryPolicy
@@ -22,6 +24,10 @@ T = TypeVar("T")
 
 #: Where the queue lives when neither an argument nor ``QUEUE_DB_PATH`` says otherwise.
 DEFAULT_DB_PATH = "./asyncqueue.db"
+#: The PostgreSQL schema holding the queue's tables unless configured otherwise.
+DEFAULT_SCHEMA = "asyncqueue"
+#: URL schemes that select the PostgreSQL backend instead of a SQLite file.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 #: Largest metadata accepted, in bytes of its JSON encoding, unless configured otherwise.
 DEFAULT_MAX_METADATA_BYTES = 64 * 1024
 
@@ -41,7 +47,29 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "busy_timeout": "QUEUE_BUSY_TIMEOUT",
     "max_metadata_bytes": "QUEUE_MAX_METADATA_BYTES",
     "record_history": "QUEUE_RECORD_HISTORY",
+    "schema": "QUEUE_DB_SCHEMA",
+    "pool_size": "QUEUE_DB_POOL_SIZE",
+    "listen": "QUEUE_DB_LISTEN",
 }
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def is_postgres_url(path: str) -> bool:
+    """Whether ``path`` is a ``postgresql://`` (or ``postgres://``) URL."""
+    return path.startswith(POSTGRES_SCHEMES)
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +90,17 @@ class QueueSettings:
     read_connections: int = 2
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     record_history: bool = True
+    #: PostgreSQL only: the schema holding the queue's tables.
+    schema: str = DEFAULT_SCHEMA
+    #: PostgreSQL only: most connections of the queue's pool.
+    pool_size: int = 10
+    #: PostgreSQL only: wake workers by LISTEN/NOTIFY (off behind PgBouncer transaction pooling).
+    listen: bool = True
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether ``path`` is a PostgreSQL URL."""
+        return is_postgres_url(self.path)
 
     @property
     def lease_seconds(self) -> float:
@@ -135,6 +174,9 @@ _ENV_PARSERS: dict[str, Callable[[str], object]] = {
     "path": str,
     "retry_jitter": _parse_bool,
     "record_history": _parse_bool,
+    "listen": _parse_bool,
+    "schema": str,
+    "pool_size": int,
     "max_retries": int,
     "max_metadata_bytes": int,
     "synchronous": str.upper,
@@ -173,7 +215,9 @@ def resolve_settings(
         raise ConfigurationError(
             f"path must name a database file (an in-memory database cannot be shared), got {path!r}"
         )
-    return _validated(QueueSettings(path=str(Path(path_str)), **chosen))  # type: ignore[arg-type]
+    # A URL stays as given: Path() would fold its "//".
+    path_str = path_str if is_postgres_url(path_str) else str(Path(path_str))
+    return _validated(QueueSettings(path=path_str, **chosen))  # type: ignore[arg-type]
 
 
 def _validated(s: QueueSettings) -> QueueSettings:
@@ -195,7 +239,12 @@ def _validated(s: QueueSettings) -> QueueSettings:
     _integer("busy_retries", s.busy_retries, minimum=1)
     _integer("read_connections", s.read_connections, minimum=1)
     _integer("max_metadata_bytes", s.max_metadata_bytes, minimum=2)
-    for flag in ("retry_jitter", "record_history"):
+    _integer("pool_size", s.pool_size, minimum=2)
+    if not isinstance(s.schema, str) or not _IDENTIFIER.fullmatch(s.schema):
+        raise ConfigurationError(
+            f"schema must be an SQL identifier (letters, digits, _; at most 63), got {s.schema!r}"
+        )
+    for flag in ("retry_jitter", "record_history", "listen"):
         if not isinstance(getattr(s, flag), bool):
             raise ConfigurationError(f"{flag} must be a bool, got {getattr(s, flag)!r}")
     if s.synchronous not in ("NORMAL", "FULL"):

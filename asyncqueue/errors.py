@@ -37,7 +37,7 @@ class WorkerError(AsyncQueueError):
 
 
 class DatabaseError(AsyncQueueError):
-    """Raised when the queue's SQLite database fails; ``path`` names the file.
+    """Raised when the queue's database fails; ``path`` names the file or URL.
 
     The driver's exception, when there is one, is chained as ``__cause__``.
     """
@@ -64,6 +64,15 @@ class DatabaseBusyError(DatabaseError):
 
     The total wait is bounded by ``busy_timeout * busy_retries`` plus the short backoff
     between tries (see ``JobQueue``).
+    """
+
+
+class UnsupportedOperationError(DatabaseError):
+    """Raised by a maintenance verb that does not apply to the queue's backend.
+
+    For example ``checkpoint``, ``backup`` and ``restore`` on PostgreSQL, whose own tools
+    (``pg_dump``, ``pg_restore``, the server's checkpointer) do that work; the message says
+    what to use instead.
     """
 
 

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from asyncqueue.clock import Clock, SystemClock
-from asyncqueue.config import QueueSettings, resolve_settings
+from asyncqueue.config import QueueSettings, redacted, resolve_settings
 from asyncqueue.errors import (
     DatabaseError,
     QueueClosedError,
@@ -33,14 +33,14 @@ from asyncqueue.storage.base import (
     Strategy,
     WorkerRecord,
 )
-from asyncqueue.storage.sqlite import SQLiteStorage
-from asyncqueue.storage.sqlite_maintenance import (
+from asyncqueue.storage.maintenance import (
     BackupResult,
     CheckpointResult,
     RestoreResult,
     VacuumResult,
     WorkerInfo,
 )
+from asyncqueue.storage.select import storage_for
 from asyncqueue.timebounds import MIN_TIMESTAMP, capped
 from asyncqueue.validation import (
     DEFAULT_PRIORITY,
@@ -52,7 +52,7 @@ from asyncqueue.validation import (
 
 
 class JobQueue:
-    """A durable job queue in one SQLite file.
+    """A durable job queue in one SQLite file, or in a PostgreSQL database.
 
     Settings not given here come from ``QUEUE_*`` environment variables, then defaults
     (see the README's configuration table). Construction validates settings without touching
@@ -60,7 +60,9 @@ class JobQueue:
     or ``async with JobQueue(path) as queue:``.
 
     Args:
-        path: the database file (``QUEUE_DB_PATH``, default ``./asyncqueue.db``).
+        path: the database file (``QUEUE_DB_PATH``, default ``./asyncqueue.db``), or a
+            ``postgresql://`` (``postgres://``) URL, which selects the PostgreSQL backend
+            (``pip install 'asyncqueue[postgres]'``).
         retry_base_delay: seconds before the first retry (``QUEUE_RETRY_BASE_DELAY``, 1.0).
         retry_backoff_multiplier: growth per retry (``QUEUE_RETRY_MULTIPLIER``, 2.0).
         retry_max_delay: longest backoff in seconds (``QUEUE_RETRY_MAX_DELAY``, 3600).
@@ -77,6 +79,11 @@ class JobQueue:
         max_metadata_bytes: largest metadata JSON accepted (``QUEUE_MAX_METADATA_BYTES``, 64 KiB).
         record_history: record every transition in the ``job_events`` table, in the same
             transaction (``QUEUE_RECORD_HISTORY``, on); see ``get_job_history``.
+        schema: PostgreSQL only: the schema holding the queue's tables, so the queue can
+            share the application's database (``QUEUE_DB_SCHEMA``, ``asyncqueue``).
+        pool_size: PostgreSQL only: most pooled connections (``QUEUE_DB_POOL_SIZE``, 10).
+        listen: PostgreSQL only: wake workers through LISTEN/NOTIFY (``QUEUE_DB_LISTEN``,
+            on); turn off behind PgBouncer's transaction pooling, workers then poll.
         clock: time source for every time-dependent decision (default: the system clock).
 
     Raises:
@@ -100,6 +107,9 @@ class JobQueue:
         read_connections: int | None = None,
         max_metadata_bytes: int | None = None,
         record_history: bool | None = None,
+        schema: str | None = None,
+        pool_size: int | None = None,
+        listen: bool | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.settings: QueueSettings = resolve_settings(
@@ -118,11 +128,14 @@ class JobQueue:
                 "read_connections": read_connections,
                 "max_metadata_bytes": max_metadata_bytes,
                 "record_history": record_history,
+                "schema": schema,
+                "pool_size": pool_size,
+                "listen": listen,
             }
         )
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._events = EventHub()
-        self._storage: JobStorage = SQLiteStorage(self.settings)
+        self._storage: JobStorage = storage_for(self.settings)
         self._storage.event_sink = self._events
         self._state = "new"  # new -> open -> closed
         self._open_lock: asyncio.Lock | None = None
@@ -132,8 +145,13 @@ class JobQueue:
 
     @property
     def path(self) -> str:
-        """The database file."""
+        """The database file, or the PostgreSQL URL."""
         return self.settings.path
+
+    @property
+    def backend(self) -> str:
+        """``"postgres"`` or ``"sqlite"``."""
+        return "postgres" if self.settings.is_postgres else "sqlite"
 
     @property
     def lease_seconds(self) -> float:
@@ -151,7 +169,7 @@ class JobQueue:
         return self._state == "open"
 
     def __repr__(self) -> str:
-        return f"JobQueue({self.path!r}, state={self._state})"
+        return f"JobQueue({redacted(self.path)!r}, state={self._state})"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -217,6 +235,7 @@ class JobQueue:
         metadata: Mapping[str, Any] | None = None,
         delay: float | timedelta | None = None,
         run_at: datetime | None = None,
+        connection: Any = None,
     ) -> JobId:
         """Add a job, unless an active job with the same ``(job_type, target_id)`` exists.
 
@@ -236,6 +255,9 @@ class JobQueue:
                 not pass 9999-12-31T23:59:59Z.
             run_at: a timezone-aware datetime before which the job may not run, from
                 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z (a time past means now).
+            connection: PostgreSQL only: an asyncpg connection of the application's. The
+                job is inserted on it, inside its open transaction: it exists if and only
+                if that transaction commits (workers are woken then).
 
         Returns:
             The job's id as a :class:`JobId` (an int). ``.created`` is False when an active
@@ -244,6 +266,7 @@ class JobQueue:
         Raises:
             ValidationError: a bad argument (a ``ValueError``; wrong types are also
                 ``TypeError``). Nothing is written.
+            ConfigurationError: ``connection`` given to a SQLite queue.
         """
         job = self._new_job(
             job_type=job_type,
@@ -255,17 +278,22 @@ class JobQueue:
             run_at=run_at,
         )
         storage = self._storage if self._state == "open" else await self._ready()
+        if connection is not None:
+            return (await self._insert_in(connection, [job]))[0]
         job_id = await storage.insert_job(job, self.clock.now())
         self._enqueued(job, job_id)
         if job_id.created:
             self._notify_enqueued()
         return job_id
 
-    async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[JobId]:
+    async def enqueue_many(
+        self, items: Iterable[Mapping[str, Any]], *, connection: Any = None
+    ) -> list[JobId]:
         """Add many jobs in one transaction: all of them or, on bad input, none.
 
         Each item is a mapping with ``enqueue``'s parameter names. Duplicate prevention
-        applies per item, also between items of the same call.
+        applies per item, also between items of the same call. ``connection`` (PostgreSQL
+        only) inserts them in the application's transaction, as for :meth:`enqueue`.
 
         Returns:
             One :class:`JobId` per item, in order.
@@ -288,7 +316,16 @@ class JobQueue:
         )
         if not new_jobs:
             return []
+        if connection is not None:
+            await self._ready()
+            return await self._insert_in(connection, new_jobs)
         return await self._insert(new_jobs)
+
+    async def _insert_in(self, connection: Any, new_jobs: list[NewJob]) -> list[JobId]:
+        ids = await self._storage.insert_jobs_in(connection, new_jobs, self.clock.now())
+        for job, job_id in zip(new_jobs, ids, strict=True):
+            self._enqueued(job, job_id)
+        return ids
 
     def _new_job(self, **arguments: Any) -> NewJob:
         return build_new_job(
@@ -645,12 +682,12 @@ class JobQueue:
     # Integrity check, checkpoint, vacuum, analyze, backup and restore run on a connection
     # of their own (never the writer), and need no open queue: they work on the file.
 
-    def _maintained(self) -> SQLiteStorage:
+    async def _maintained(self) -> JobStorage:
         if self._state == "closed":
             raise QueueClosedError(f"the queue at {self.path} is closed")
-        # JobQueue builds only SQLiteStorage; another backend adds these verbs to JobStorage.
-        assert isinstance(self._storage, SQLiteStorage)
-        return self._storage
+        # A SQLite file is maintained on connections of its own; a server's schema through
+        # the queue's pool.
+        return await self._ready() if self.settings.is_postgres else self._storage
 
     async def check_integrity(self) -> list[str]:
         """Run SQLite's ``PRAGMA integrity_check`` and check the file is an asyncqueue one.
@@ -664,7 +701,8 @@ class JobQueue:
         Raises:
             DatabaseOpenError: there is no database file at the queue's path.
         """
-        return await self._maintained().integrity_problems()
+        storage = await self._maintained()
+        return await storage.integrity_problems()
 
     async def checkpoint(self) -> CheckpointResult:
         """Copy the write-ahead log into the database file and truncate it.
@@ -675,7 +713,8 @@ class JobQueue:
         Raises:
             DatabaseOpenError: no asyncqueue database at the queue's path.
         """
-        return await self._maintained().checkpoint()
+        storage = await self._maintained()
+        return await storage.checkpoint()
 
     async def vacuum(self) -> VacuumResult:
         """Rebuild the database file without its free pages (``VACUUM``).
@@ -687,7 +726,8 @@ class JobQueue:
             DatabaseOpenError: no asyncqueue database at the queue's path.
             DatabaseBusyError: another connection kept the write lock past ``busy_timeout``.
         """
-        result = await self._maintained().vacuum()
+        storage = await self._maintained()
+        result = await storage.vacuum()
         self._log.info("queue.vacuumed", before=result.bytes_before, after=result.bytes_after)
         return result
 
@@ -697,7 +737,8 @@ class JobQueue:
         Raises:
             DatabaseOpenError: no asyncqueue database at the queue's path.
         """
-        await self._maintained().analyze()
+        storage = await self._maintained()
+        await storage.analyze()
 
     async def backup(
         self, destination: str | os.PathLike[str], *, overwrite: bool = False
@@ -713,7 +754,8 @@ class JobQueue:
                 queue's own file, or cannot be written.
             DatabaseOpenError: no asyncqueue database at the queue's path.
         """
-        result = await self._maintained().backup(os.fspath(destination), overwrite=overwrite)
+        storage = await self._maintained()
+        result = await storage.backup(os.fspath(destination), overwrite=overwrite)
         self._log.info("queue.backed_up", destination=result.path, bytes=result.bytes)
         return result
 
@@ -736,7 +778,7 @@ class JobQueue:
             DatabaseError: workers are active (without ``force``), or the backup is
                 missing, damaged, not an asyncqueue database, or the queue's own file.
         """
-        storage = self._maintained()
+        storage = await self._maintained()
         active = (await self.get_queue_stats()).active_workers
         if active and not force:
             raise DatabaseError(
@@ -755,12 +797,14 @@ class JobQueue:
         intervals; rows of dead workers stay until a live worker prunes them.
         """
         await self._ready()
-        return await self._maintained().list_workers(self.clock.now())
+        storage = await self._maintained()
+        return await storage.list_workers(self.clock.now())
 
     async def count_jobs_by_type(self) -> dict[str, dict[str, int]]:
         """Job counts by job type, then by status (statuses without jobs left out)."""
         await self._ready()
-        return await self._maintained().counts_by_type()
+        storage = await self._maintained()
+        return await storage.counts_by_type()
 
     async def retry_failed_jobs(self, job_type: str | Enum | None = None) -> tuple[int, int]:
         """Move every failed job (of ``job_type`` only, if given) back to pending.
@@ -773,7 +817,8 @@ class JobQueue:
         """
         type_name = None if job_type is None else job_type_name(job_type)
         await self._ready()
-        ids = await self._maintained().failed_job_ids(type_name)
+        storage = await self._maintained()
+        ids = await storage.failed_job_ids(type_name)
         retried = 0
         batch = 256  # retries in flight at once: they share the writer's group commits
         for start in range(0, len(ids), batch):

@@ -31,7 +31,10 @@ TESTS = ROOT / "tests"
 
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a CLI process: this checkout first on the path, no QUEUE_*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUE_")}
+    # The PostgreSQL tests' schema stays: it is where the test's queue lives.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("QUEUE_") or k == "QUEUE_DB_SCHEMA"
+    }
     paths = [str(ROOT), str(TESTS)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
@@ -40,18 +43,23 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def command(db: Path, *args: str) -> list[str]:
+def working_directory(db: Path | str) -> Path:
+    """Where a command runs: beside the SQLite file (the tests' temporary directory)."""
+    return TESTS if isinstance(db, str) else db.parent
+
+
+def command(db: Path | str, *args: str) -> list[str]:
     """The argv of ``asyncqueue --db DB ARGS``."""
     return [sys.executable, "-m", "asyncqueue", "--db", str(db), *args]
 
 
 def cli(
-    db: Path, *args: str, timeout: float = 30, env: dict[str, str] | None = None
+    db: Path | str, *args: str, timeout: float = 30, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run one command to completion; ``env`` adds environment variables."""
     return subprocess.run(
         command(db, *args),
-        cwd=db.parent,
+        cwd=working_directory(db),
         env=cli_env(**(env or {})),
         capture_output=True,
         text=True,
@@ -68,7 +76,7 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def cli_json(db: Path, *args: str) -> Any:
+def cli_json(db: Path | str, *args: str) -> Any:
     """Run a command with ``--json`` and parse its output."""
     return json.loads(ok(cli(db, *args, "--json")))
 
@@ -85,7 +93,7 @@ def user_error(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
     return lines[0].removeprefix("Error: ")
 
 
-def with_queue(db: Path, fn: Callable[[JobQueue], Awaitable[T]], **settings: Any) -> T:
+def with_queue(db: Path | str, fn: Callable[[JobQueue], Awaitable[T]], **settings: Any) -> T:
     """Run ``fn(queue)`` on an open queue in this process (for setting up and checking)."""
 
     async def main() -> T:
@@ -112,10 +120,10 @@ class Background:
     ``env`` adds environment variables.
     """
 
-    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, db: Path | str, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             command(db, *args),
-            cwd=db.parent,
+            cwd=working_directory(db),
             env=cli_env(**(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

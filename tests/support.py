@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,50 @@ WORKER_SCRIPT = Path(__file__).with_name("worker_process.py")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Real seconds a test waits for something that should happen at once.
 DEADLINE = 10.0
+
+
+def is_postgres(db: Path | str) -> bool:
+    """Whether ``db`` (a ``db_path`` fixture value) is a PostgreSQL URL."""
+    return isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
+
+
+def query(db: Path | str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Rows of a raw SQL statement on the test's database, either backend.
+
+    On PostgreSQL the statement runs in the test's schema (``QUEUE_DB_SCHEMA``), its ``?``
+    placeholders numbered; keep statements to SQL both databases speak.
+    """
+    if not is_postgres(db):
+        with closing(sqlite3.connect(db)) as conn:
+            rows = conn.execute(statement, params).fetchall()
+            conn.commit()
+            return rows
+    import asyncpg
+
+    numbered = iter(range(1, 1000))
+    text = re.sub(r"\?", lambda _: f"${next(numbered)}", statement)
+    schema = os.environ["QUEUE_DB_SCHEMA"]
+    result: list[list[tuple[Any, ...]]] = []
+
+    async def run() -> None:
+        conn = await asyncpg.connect(str(db), server_settings={"search_path": schema})
+        try:
+            result.append([tuple(row) for row in await conn.fetch(text, *params)])
+        finally:
+            await conn.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(run()))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def db_exists(db: Path | str) -> bool:
+    """Whether the test's database exists: the SQLite file, or the PostgreSQL schema."""
+    if not is_postgres(db):
+        return Path(db).exists()
+    schema = os.environ["QUEUE_DB_SCHEMA"]
+    return bool(query(db, "SELECT count(*) FROM pg_namespace WHERE nspname = ?", [schema])[0][0])
 
 
 def sqlite_storage(queue: JobQueue) -> SQLiteStorage:
@@ -61,7 +109,7 @@ class WatchedClock(ManualClock):
                 await self._changed.wait()
 
 
-def spawn_worker(db: Path, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+def spawn_worker(db: Path | str, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     with open(tmp_path / "worker_process.log", "ab") as log:

@@ -39,6 +39,9 @@ from asyncqueue.storage.base import FinishedJob, Strategy
 from asyncqueue.storage.sqlite_connection import SQLiteWriter, rows
 from asyncqueue.validation import NewJob
 
+# SQLite's writer: group commits and merged statements: nothing of it exists on PostgreSQL.
+pytestmark = pytest.mark.sqlite_only
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LEASE_SECONDS = 30 * 60.0  # the default job_timeout_minutes, as the queue fixture uses it
 LEASE_EXPIRED = (

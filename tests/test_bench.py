@@ -162,3 +162,31 @@ def test_unknown_phase_is_rejected() -> None:
     )
     assert done.returncode == 2
     assert "unknown phase nope" in done.stderr
+
+
+@pytest.mark.postgres_only
+def test_the_benchmark_runs_on_postgres(db_path: str, tmp_path: Path) -> None:
+    """``--db postgresql://...``: each phase in a fresh schema, dropped afterwards."""
+    out = tmp_path / "out.json"
+    phases = "enqueue-concurrent,enqueue-many,process-2,latency-cross-process,depth"
+    command = [
+        sys.executable,
+        "-m",
+        "asyncqueue.bench",
+        f"--db={db_path}",
+        "--n=200",
+        "--quick",
+        f"--phases={phases}",
+        "--latency-jobs=20",
+        "--depth-small=300",
+        "--depth-rounds=1",
+        f"--dir={tmp_path / 'files'}",
+        f"--json={out}",
+    ]
+    done = subprocess.run(
+        command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["settings"]["backend"] == "postgres"
+    assert report["ok"]

@@ -35,6 +35,9 @@ from asyncqueue.storage import sqlite_connection
 from asyncqueue.storage.sqlite import BRIEF_METADATA_CHARS
 from asyncqueue.validation import NewJob
 
+# SQLite's commits on the event loop's thread: nothing of it exists on PostgreSQL.
+pytestmark = pytest.mark.sqlite_only
+
 
 def committed_targets(db: Path) -> list[str]:
     """Target ids committed to the file, read through a connection of its own."""

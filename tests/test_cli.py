@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import re
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli_helpers import Background, cli, cli_json, ok, user_error, with_queue
+from support import db_exists, query
 
 from asyncqueue import JobQueue, QueueWorker
 from asyncqueue.cli.status import collect_stats, render_stats
@@ -101,7 +101,7 @@ def test_enqueue_rejects_bad_arguments(db_path: Path, args: list[str], fragment:
     assert result.returncode == 2
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
-    assert not db_path.exists()
+    assert not db_exists(db_path)
 
 
 def test_enqueue_reports_library_validation_in_one_line(db_path: Path) -> None:
@@ -138,6 +138,7 @@ def test_a_bad_environment_setting_is_one_line(db_path: Path) -> None:
     ],
     ids=" ".join,
 )
+@pytest.mark.sqlite_only  # a PostgreSQL queue's schema is created on first use
 def test_commands_refuse_a_missing_database(db_path: Path, args: list[str]) -> None:
     assert user_error(cli(db_path, *args)) == f"no queue database at {db_path}"
     assert not db_path.exists(), "a read never creates an empty database"
@@ -348,12 +349,11 @@ def test_workers_lists_rows_with_an_alive_flag(db_path: Path) -> None:
 
     with_queue(db_path, register)
     # A dead worker's row, as a crashed worker leaves it (record_worker would prune it).
-    with sqlite3.connect(db_path) as conn:
-        conn.execute(
-            "INSERT INTO workers VALUES ('gone', 'host-2', 7, ?, ?, 10.0, 3, 0)",
-            (now - 7200, now - 3600),
-        )
-    conn.close()
+    query(
+        db_path,
+        "INSERT INTO workers VALUES ('gone', 'host-2', 7, ?, ?, 10.0, 3, 0)",
+        (now - 7200, now - 3600),
+    )
 
     workers = cli_json(db_path, "workers")
     assert [(w["worker_id"], w["alive"]) for w in workers] == [("gone", False), ("live", True)]

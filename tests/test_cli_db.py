@@ -44,6 +44,7 @@ def _targets(path: Path) -> set[str]:
     return {str(row[0]) for row in _read(path, "SELECT target_id FROM jobs")}
 
 
+@pytest.mark.sqlite_only  # SQLite maintenance; see the postgres_only test
 def test_check_checkpoint_vacuum_analyze(db_path: Path) -> None:
     _enqueue(db_path, "job", 300)
 
@@ -74,6 +75,7 @@ def test_check_fails_for_a_damaged_or_foreign_file(tmp_path: Path) -> None:
     assert _read(foreign, "SELECT name FROM sqlite_master") == [("customers",)]
 
 
+@pytest.mark.sqlite_only  # SQLite maintenance; see the postgres_only test
 def test_backup_while_a_worker_runs_is_consistent_and_complete(
     db_path: Path, tmp_path: Path
 ) -> None:
@@ -106,6 +108,7 @@ def test_backup_while_a_worker_runs_is_consistent_and_complete(
     assert ok(cli(backup, "db", "check")) == "ok\n"
 
 
+@pytest.mark.sqlite_only  # SQLite maintenance; see the postgres_only test
 def test_backup_refuses_to_overwrite_unless_forced(db_path: Path, tmp_path: Path) -> None:
     _enqueue(db_path, "a", 3)
     backup = tmp_path / "copy.db"
@@ -125,6 +128,7 @@ def test_backup_refuses_to_overwrite_unless_forced(db_path: Path, tmp_path: Path
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
 
+@pytest.mark.sqlite_only  # SQLite maintenance; see the postgres_only test
 def test_restore_refuses_while_a_worker_is_active_unless_forced(
     db_path: Path, tmp_path: Path
 ) -> None:
@@ -164,6 +168,7 @@ def test_restore_refuses_while_a_worker_is_active_unless_forced(
 
 
 @pytest.mark.parametrize("kind", ["missing", "garbage", "foreign"])
+@pytest.mark.sqlite_only  # SQLite maintenance; see the postgres_only test
 def test_restore_refuses_what_is_not_an_asyncqueue_backup(
     db_path: Path, tmp_path: Path, kind: str
 ) -> None:
@@ -186,6 +191,7 @@ def test_restore_refuses_what_is_not_an_asyncqueue_backup(
     assert _targets(db_path) == {"keep-0", "keep-1"}
 
 
+@pytest.mark.sqlite_only  # SQLite maintenance; see the postgres_only test
 def test_restore_into_a_new_database_file(db_path: Path, tmp_path: Path) -> None:
     _enqueue(db_path, "x", 4)
     backup = tmp_path / "backup.db"
@@ -196,6 +202,7 @@ def test_restore_into_a_new_database_file(db_path: Path, tmp_path: Path) -> None
     assert len(cli_json(fresh, "jobs")) == 4
 
 
+@pytest.mark.sqlite_only  # SQLite maintenance; see the postgres_only test
 def test_checkpoint_reports_busy_while_a_reader_holds_an_old_snapshot(db_path: Path) -> None:
     _enqueue(db_path, "a", 3)
     reader = sqlite3.connect(db_path, isolation_level=None)
@@ -214,3 +221,19 @@ def test_checkpoint_reports_busy_while_a_reader_holds_an_old_snapshot(db_path: P
     finally:
         reader.close()
         writer.close()
+
+
+@pytest.mark.postgres_only
+def test_postgres_check_vacuum_analyze_and_the_sqlite_only_commands(
+    db_path: str, tmp_path: Path
+) -> None:
+    _enqueue(db_path, "job", 300)  # type: ignore[arg-type]
+
+    assert ok(cli(db_path, "db", "check")) == "ok\n"
+    assert ok(cli(db_path, "db", "vacuum")).startswith("vacuumed: ")
+    assert ok(cli(db_path, "db", "analyze")) == "analyzed\n"
+    assert "PostgreSQL checkpoints on its own" in user_error(cli(db_path, "db", "checkpoint"))
+    assert "pg_dump" in user_error(cli(db_path, "db", "backup", str(tmp_path / "b.db")))
+    (tmp_path / "b.db").write_bytes(b"")
+    assert "pg_restore" in user_error(cli(db_path, "db", "restore", str(tmp_path / "b.db")))
+    assert len(cli_json(db_path, "jobs", "--limit", "1000")) == 300

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import Background, cli, cli_json, ok, user_error, wait_until
+from support import db_exists
 
 from asyncqueue.signals import on_signals, stop_on_signals
 
@@ -102,7 +103,7 @@ def test_sigint_stops_an_idle_worker_with_options(db_path: Path) -> None:
 def test_worker_reports_a_bad_class_in_one_line(db_path: Path, spec: str, message: str) -> None:
     line = user_error(cli(db_path, "worker", spec), code=2)
     assert message in line
-    assert not db_path.exists(), "nothing is created for a worker that cannot start"
+    assert not db_exists(db_path), "nothing is created for a worker that cannot start"
 
 
 def test_worker_reports_bad_options_without_a_traceback(db_path: Path) -> None:

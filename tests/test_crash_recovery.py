@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
-from support import Recording, process_log, spawn_worker, wait_until
+from support import Recording, process_log, query, spawn_worker, wait_until
 
 from asyncqueue import JobQueue, JobStatus
 
@@ -23,17 +22,14 @@ TIMEOUT_MINUTES = 0.03
 DEADLINE = 30.0
 
 
-def worker_ids(db: Path) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        ids = {row[0] for row in conn.execute("SELECT id FROM workers")}
-    conn.close()
-    return ids
+def worker_ids(db: Path | str) -> set[str]:
+    return {row[0] for row in query(db, "SELECT id FROM workers")}
 
 
 async def test_a_job_of_a_killed_worker_is_recovered_and_completed_exactly_once(
-    tmp_path: Path,
+    tmp_path: Path, db_path: Path | str
 ) -> None:
-    db = tmp_path / "queue.db"
+    db = db_path
     record = tmp_path / "doomed.txt"
     markers = tmp_path / "markers"
     markers.mkdir()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import query
 
 import asyncqueue
 from asyncqueue import JobId, JobQueue, JobStatus, ManualClock, QueueWorker
@@ -19,9 +18,8 @@ from asyncqueue import JobId, JobQueue, JobStatus, ManualClock, QueueWorker
 PROJECT_ROOT = Path(asyncqueue.__file__).resolve().parent.parent
 
 
-def count(path: Path, where: str = "1") -> int:
-    with closing(sqlite3.connect(path)) as conn:
-        rows: int = conn.execute(f"SELECT count(*) FROM jobs WHERE {where}").fetchone()[0]
+def count(path: Path | str, where: str = "1 = 1") -> int:
+    rows: int = query(path, f"SELECT count(*) FROM jobs WHERE {where}")[0][0]
     return rows
 
 
@@ -301,8 +299,8 @@ async def test_three_processes_enqueueing_the_same_pair_make_exactly_one_row(
         assert sum(created for _, created in seen) == 1, f"target-{target}: {seen}"
     assert count(db_path) == targets
     assert count(db_path, ACTIVE) == targets
-    with closing(sqlite3.connect(db_path)) as conn:
-        per_pair = conn.execute(
-            "SELECT max(n) FROM (SELECT count(*) AS n FROM jobs GROUP BY job_type, target_id)"
-        ).fetchone()[0]
+    per_pair = query(
+        db_path,
+        "SELECT max(n) FROM (SELECT count(*) AS n FROM jobs GROUP BY job_type, target_id) c",
+    )[0][0]
     assert per_pair == 1

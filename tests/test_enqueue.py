@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import pickle
-import sqlite3
-from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum, IntEnum, StrEnum
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import query
 
 from asyncqueue import (
     AsyncQueueError,
@@ -38,14 +37,11 @@ class Numbered(IntEnum):
     ONE = 1
 
 
-def db_rows(path: Path) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute(
-            "SELECT id, job_type, target_id, status FROM jobs ORDER BY id"
-        ).fetchall()
+def db_rows(path: Path | str) -> list[tuple[Any, ...]]:
+    return query(path, "SELECT id, job_type, target_id, status FROM jobs ORDER BY id")
 
 
-async def assert_nothing_written(queue: JobQueue, path: Path) -> None:
+async def assert_nothing_written(queue: JobQueue, path: Path | str) -> None:
     assert (await queue.get_queue_stats()).total_jobs == 0
     assert db_rows(path) == []
 

@@ -34,9 +34,9 @@ class Recording(QueueWorker):
 
 
 async def test_every_job_is_processed_exactly_once_by_four_workers_in_two_processes(
-    tmp_path: Path,
+    tmp_path: Path, db_path: Path | str
 ) -> None:
-    db = tmp_path / "queue.db"
+    db = db_path
     record = tmp_path / "other_process.txt"
     ready, gate = tmp_path / "ready", tmp_path / "gate"
     targets = [f"job-{i:04d}" for i in range(N_JOBS)]
@@ -141,3 +141,69 @@ async def test_every_job_is_processed_exactly_once_by_four_workers_in_two_proces
         assert job.status is JobStatus.COMPLETED
         assert (job.attempts, job.retry_count) == (1, 0), job
         assert job.worker_id == runner_of[job.target_id]
+
+
+async def test_four_worker_processes_of_concurrency_32_run_each_job_exactly_once(
+    tmp_path: Path, db_path: Path | str
+) -> None:
+    """4 processes x concurrency 32 on one database, started before the jobs arrive."""
+    targets = [f"job-{i:04d}" for i in range(N_JOBS)]
+    records = [tmp_path / f"process-{n}.txt" for n in range(4)]
+    async with JobQueue(db_path) as queue:
+        await queue.open()
+        procs = [
+            spawn_worker(
+                db_path,
+                tmp_path,
+                "--record",
+                str(record),
+                "--worker-id",
+                f"process-{n}",
+                "--concurrency",
+                "32",
+                "--poll-interval",
+                "0.05",
+            )
+            for n, record in enumerate(records)
+        ]
+        try:
+
+            async def registered() -> bool:
+                assert all(p.poll() is None for p in procs), process_log(tmp_path)
+                return (await queue.get_queue_stats()).active_workers == len(procs)
+
+            await wait_until(registered, "the workers to start", DEADLINE, interval=0.05)
+            for start in range(0, N_JOBS, 250):
+                await queue.enqueue_many(
+                    [{"job_type": "work", "target_id": t} for t in targets[start : start + 250]]
+                )
+
+            async def all_completed() -> bool:
+                assert all(p.poll() is None for p in procs), process_log(tmp_path)
+                return (await queue.get_queue_stats()).completed_jobs == N_JOBS
+
+            await wait_until(
+                all_completed,
+                f"{N_JOBS} completed jobs",
+                DEADLINE,
+                interval=0.05,
+                detail=lambda: process_log(tmp_path),
+            )
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                assert await asyncio.to_thread(proc.wait, DEADLINE) == 0, process_log(tmp_path)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+        stats = await queue.get_queue_stats()
+
+    ran = [t for record in records for t in record.read_text().split()]
+    counts = Counter(ran)
+    assert {t: n for t, n in counts.items() if n > 1} == {}
+    assert sorted(counts) == targets
+    assert stats.completed_jobs == N_JOBS
+    assert stats.processing_jobs == stats.pending_jobs == 0
+    assert sum(1 for record in records if record.read_text()) >= 2, "the work was shared"

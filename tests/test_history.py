@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import query
 
 from asyncqueue import JobEvent, JobEventType, JobQueue, JobStatus, ManualClock, QueueWorker
 
@@ -140,9 +141,8 @@ async def test_history_is_written_in_the_same_transaction_as_the_transition(
                 {"job_type": "t", "target_id": "c", "priority": 0},
             ]
         )
-    with closing(sqlite3.connect(db_path)) as db:
-        events = db.execute("SELECT count(*) FROM job_events").fetchone()[0]
-        jobs = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    events = query(db_path, "SELECT count(*) FROM job_events")[0][0]
+    jobs = query(db_path, "SELECT count(*) FROM jobs")[0][0]
     assert (jobs, events) == (1, 1)
 
 
@@ -219,6 +219,7 @@ async def test_events_iterator_yields_transitions_and_bounds_its_buffer(queue: J
     assert len({e.job_id for e in got}) == 2
 
 
+@pytest.mark.sqlite_only  # a SQLite file of schema version 1
 async def test_a_database_from_schema_version_1_is_migrated(db_path: Path) -> None:
     """A file written by the first release gains the history table on open."""
     from asyncqueue.storage import sqlite_sql as sql
@@ -269,6 +270,7 @@ async def test_history_of_a_batch_matches_what_subscribers_heard(
     assert {JobEventType.COMPLETED, JobEventType.FAILED, JobEventType.RETRY_SCHEDULED} <= events
 
 
+@pytest.mark.sqlite_only  # SQLite's TEMP triggers
 async def test_history_follows_each_queue_setting_on_a_shared_file(db_path: Path) -> None:
     """The history triggers belong to the queue that asked for them, not to the file."""
     async with (
@@ -287,6 +289,7 @@ async def test_history_follows_each_queue_setting_on_a_shared_file(db_path: Path
         )
 
 
+@pytest.mark.sqlite_only  # backup and restore are pg_dump's on PostgreSQL
 async def test_history_is_still_recorded_after_a_restore(queue: JobQueue, tmp_path: Path) -> None:
     """Restoring a backup replaces the file's content under the writer: its triggers stay."""
     before = await queue.enqueue("t", "before")
@@ -330,14 +333,11 @@ async def test_each_job_an_enqueue_creates_gets_one_enqueued_row_and_duplicates_
     created = {int(i) for i in [existing, *many, *together] if i.created}
     assert len(created) == 1 + 6 + 300 + 5
 
-    with closing(sqlite3.connect(db_path)) as db:
-        rows = db.execute(
-            "SELECT job_id, event, status, at, job_type, run_at FROM job_events"
-        ).fetchall()
-        jobs = {
-            row[0]: row[1:]
-            for row in db.execute("SELECT id, status, created_at, job_type, run_at FROM jobs")
-        }
+    rows = query(db_path, "SELECT job_id, event, status, at, job_type, run_at FROM job_events")
+    jobs = {
+        row[0]: row[1:]
+        for row in query(db_path, "SELECT id, status, created_at, job_type, run_at FROM jobs")
+    }
     assert sorted(row[0] for row in rows) == sorted(created) == sorted(jobs)
     for job_id, event, status, at, job_type, run_at in rows:
         assert (event, status) == ("enqueued", "pending")
@@ -350,5 +350,4 @@ async def test_a_queue_without_history_records_no_enqueue(db_path: Path) -> None
         await queue.enqueue_many([{"job_type": "t", "target_id": str(n)} for n in range(50)])
         await asyncio.gather(*(queue.enqueue("u", str(n)) for n in range(10)))
         assert (await queue.get_queue_stats()).pending_jobs == 61
-    with closing(sqlite3.connect(db_path)) as db:
-        assert db.execute("SELECT count(*) FROM job_events").fetchone()[0] == 0
+    assert query(db_path, "SELECT count(*) FROM job_events")[0][0] == 0

@@ -14,7 +14,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -42,7 +42,19 @@ WORKER = "w1"
 async def read_metrics(queue: JobQueue, window: float, **options: Any) -> QueueMetrics:
     """What ``get_metrics`` computes, through the storage internals."""
     now = queue.clock.now()
-    reads = cast(SQLiteStorage, queue._storage)._read_side()
+    storage = queue._storage
+    if not isinstance(storage, SQLiteStorage):
+        from asyncqueue.storage.postgres import PostgresStorage
+        from asyncqueue.storage.postgres_metrics import read_metrics_rows as read_pg_rows
+
+        assert isinstance(storage, PostgresStorage)
+        pg = storage
+        return build_metrics(
+            await pg._db.run(
+                lambda conn: read_pg_rows(conn, pg._settings.schema, now, window, **options)
+            )
+        )
+    reads = storage._read_side()
     rows = await reads.read(lambda conn: read_metrics_rows(conn, now, window, **options))
     return build_metrics(rows)
 
@@ -187,6 +199,7 @@ async def test_percentiles_use_only_the_newest_samples_per_type(
     assert MAX_SAMPLES_PER_TYPE == 10_000
 
 
+@pytest.mark.sqlite_only  # an index of the SQLite schema
 async def test_the_optional_run_at_index_gives_the_same_figures(
     queue: JobQueue, known_run: float, db_path: Path
 ) -> None:
@@ -310,6 +323,7 @@ def utc_text(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+@pytest.mark.sqlite_only  # the SQLite file's views
 async def test_views_show_active_jobs_workers_and_type_stats(db_path: Path) -> None:
     # The views read the real clock: jobs are stamped at whole seconds 100 s in the past.
     start = float(int(time.time()) - 100)

@@ -12,6 +12,9 @@ import pytest
 from asyncqueue import JobQueue, JobStatus, ManualClock, QueueWorker
 from asyncqueue.storage import sqlite_sql as sql
 
+# SQLite files of older schema versions: nothing of it exists on PostgreSQL.
+pytestmark = pytest.mark.sqlite_only
+
 
 class Succeeds(QueueWorker):
     async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:

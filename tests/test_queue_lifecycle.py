@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import db_exists, is_postgres, query
 
 import asyncqueue
 from asyncqueue import (
@@ -25,6 +27,7 @@ from asyncqueue import (
     QueueClosedError,
     SchemaVersionError,
 )
+from asyncqueue.storage.postgres_sql import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from asyncqueue.storage.sqlite_sql import SCHEMA_VERSION
 
 ENV_VARS = (
@@ -48,9 +51,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def count_rows(path: Path) -> int:
-    with closing(sqlite3.connect(path)) as conn:
-        rows: int = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+def count_rows(path: Path | str) -> int:
+    rows: int = query(path, "SELECT count(*) FROM jobs")[0][0]
     return rows
 
 
@@ -62,15 +64,15 @@ async def test_constructor_does_not_touch_the_file(db_path: Path) -> None:
 
     assert not queue.is_open
     assert queue.path == str(db_path)
-    assert not db_path.exists()
-    assert list(db_path.parent.iterdir()) == []
+    assert not db_exists(db_path)
+    assert is_postgres(db_path) or list(db_path.parent.iterdir()) == []
 
 
 def test_constructor_works_without_an_event_loop(db_path: Path) -> None:
     queue = JobQueue(db_path)
 
     assert not queue.is_open
-    assert not db_path.exists()
+    assert not db_exists(db_path)
 
 
 async def test_open_creates_the_schema_and_is_idempotent(db_path: Path) -> None:
@@ -79,10 +81,13 @@ async def test_open_creates_the_schema_and_is_idempotent(db_path: Path) -> None:
     assert await queue.open() is queue
     assert await queue.open() is queue
     assert queue.is_open
-    assert db_path.exists()
-    with closing(sqlite3.connect(db_path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db_exists(db_path)
+    if is_postgres(db_path):
+        assert query(db_path, "SELECT max(version) FROM schema_version") == [(PG_SCHEMA_VERSION,)]
+    else:
+        with closing(sqlite3.connect(db_path)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     await queue.close()
 
 
@@ -122,10 +127,10 @@ async def test_close_of_a_never_opened_queue_does_not_create_the_file(db_path: P
 
     await queue.close()
 
-    assert not db_path.exists()
+    assert not db_exists(db_path)
     with pytest.raises(QueueClosedError):
         await queue.open()
-    assert not db_path.exists()
+    assert not db_exists(db_path)
 
 
 async def test_async_with_opens_and_closes(db_path: Path) -> None:
@@ -185,7 +190,7 @@ async def test_reads_and_maintenance_also_open_a_never_opened_queue(
     await first_use(queue)
 
     assert queue.is_open
-    assert db_path.exists()
+    assert db_exists(db_path)
     await queue.close()
 
 
@@ -198,7 +203,7 @@ async def test_invalid_enqueue_on_a_never_opened_queue_neither_opens_nor_creates
         await queue.enqueue("t", "1", priority=0)
 
     assert not queue.is_open
-    assert not db_path.exists()
+    assert not db_exists(db_path)
 
 
 CLOSED_QUEUE_CALLS: list[Any] = [
@@ -241,7 +246,7 @@ async def test_using_a_queue_closed_before_it_was_opened_raises(
     with pytest.raises(QueueClosedError):
         await call(queue)
 
-    assert not db_path.exists()
+    assert not db_exists(db_path)
 
 
 async def test_enqueue_many_of_nothing_on_a_closed_queue_raises(db_path: Path) -> None:
@@ -438,7 +443,7 @@ def test_invalid_settings_raise_configuration_error_at_construction(
 
     assert isinstance(info.value, AsyncQueueError)
     assert isinstance(info.value, ValueError)
-    assert not db_path.exists()
+    assert not db_exists(db_path)
 
 
 @pytest.mark.parametrize("path", [":memory:", "", 123])
@@ -605,9 +610,12 @@ async def test_opening_a_queue_database_written_by_a_newer_library_raises(
 ) -> None:
     async with JobQueue(db_path) as queue:
         await queue.enqueue("t", "1")
-    make_sqlite_file(db_path, f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    if is_postgres(db_path):
+        query(db_path, f"UPDATE schema_version SET version = {PG_SCHEMA_VERSION + 5}")
+    else:
+        make_sqlite_file(db_path, f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
 
-    with pytest.raises(SchemaVersionError, match=str(db_path)):
+    with pytest.raises(SchemaVersionError, match=re.escape(str(db_path))):
         await JobQueue(db_path).open()
     assert count_rows(db_path) == 1
 

@@ -24,6 +24,7 @@ from cli_helpers import cli, cli_json, ok, user_error, with_queue
 from click.testing import CliRunner
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from support import is_postgres, query
 
 from asyncqueue import (
     ConfigurationError,
@@ -484,6 +485,15 @@ _BAD_TIMES = [
 ]
 
 
+#: PostgreSQL's spelling of the values above that are not plain numbers.
+_PG_VALUES = {
+    "'abc'": "'NaN'::float8",
+    "x'00'": "'NaN'::float8",
+    "-9e999": "'-Infinity'::float8",
+    "9e999": "'Infinity'::float8",
+}
+
+
 @pytest.fixture
 def poisoned(db_path: Path) -> Path:
     """Jobs 1-6 (4 completed, 5 processing, the others pending), their history and worker
@@ -500,11 +510,11 @@ def poisoned(db_path: Path) -> Path:
         await queue.record_worker(WorkerRecord("w1", "host", 1, NOW, NOW, 10.0, 1, 0))
 
     with_queue(db_path, seed, clock=ManualClock(NOW))
-    conn = sqlite3.connect(db_path)
-    with conn:
-        for table, key, column, value in _BAD_TIMES:
-            conn.execute(f"UPDATE {table} SET {column} = {value} WHERE id = {key}")
-    conn.close()
+    for table, key, column, value in _BAD_TIMES:
+        if is_postgres(db_path):
+            # Times are double precision there: what no number is becomes NaN.
+            value = _PG_VALUES.get(value, value)
+        query(db_path, f"UPDATE {table} SET {column} = {value} WHERE id = {key}")
     return db_path
 
 
@@ -542,7 +552,8 @@ async def test_every_library_read_survives_out_of_range_times(poisoned: Path) ->
 
 
 async def test_db_check_names_the_rows_out_of_range(poisoned: Path) -> None:
-    problems = await JobQueue(poisoned).check_integrity()
+    async with JobQueue(poisoned) as queue:
+        problems = await queue.check_integrity()
     outside = "a time outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z"
     job_columns = "created_at, run_at, started_at, updated_at, lease_expires_at"
     assert problems == [
@@ -554,10 +565,7 @@ async def test_db_check_names_the_rows_out_of_range(poisoned: Path) -> None:
 
 async def test_db_check_names_ten_rows_and_counts_the_rest(queue: JobQueue) -> None:
     await queue.enqueue_many([{"job_type": "t", "target_id": str(i)} for i in range(12)])
-    conn = sqlite3.connect(queue.path)
-    with conn:
-        conn.execute("UPDATE jobs SET run_at = 1e300")
-    conn.close()
+    query(queue.path, "UPDATE jobs SET run_at = 1e300")
     (problem,) = await queue.check_integrity()
     assert problem.startswith("12 jobs have a time outside")
     assert problem.endswith(
@@ -565,6 +573,7 @@ async def test_db_check_names_ten_rows_and_counts_the_rest(queue: JobQueue) -> N
     )
 
 
+@pytest.mark.sqlite_only  # the views are SQLite's
 def test_sql_views_survive_out_of_range_times(poisoned: Path) -> None:
     conn = sqlite3.connect(poisoned)
     try:

@@ -77,7 +77,7 @@ async def main(args: argparse.Namespace) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("db", type=Path)
+    parser.add_argument("db")  # a SQLite file or a postgresql:// URL
     parser.add_argument("--record", type=Path, required=True)
     parser.add_argument("--markers", type=Path)
     parser.add_argument("--ready", type=Path)

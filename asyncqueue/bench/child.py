@@ -23,6 +23,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The child's command line (built by :func:`asyncqueue.bench.procs.spawn_worker`)."""
     parser = argparse.ArgumentParser(prog="python -m asyncqueue.bench.child")
     parser.add_argument("--db", required=True)
+    parser.add_argument("--schema", default=None, help="PostgreSQL: the queue's schema")
     parser.add_argument("--log", required=True)
     parser.add_argument("--sync", choices=("NORMAL", "FULL"), default="NORMAL")
     parser.add_argument("--concurrency", type=int, default=10)
@@ -42,7 +43,9 @@ async def run_worker(args: argparse.Namespace) -> int:
         _mark_ready(args.ready)
     joblog = JobLogWriter(args.log)
     queue: JobQueue | RemoteQueue = (
-        JobQueue(args.db, synchronous=args.sync) if args.url is None else RemoteQueue(args.url)
+        JobQueue(args.db, synchronous=args.sync, schema=args.schema)
+        if args.url is None
+        else RemoteQueue(args.url)
     )
     try:
         async with queue:

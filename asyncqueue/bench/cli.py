@@ -23,6 +23,7 @@ from asyncqueue.bench.config import (
 )
 from asyncqueue.bench.report import render, write_json
 from asyncqueue.bench.runner import run_benchmark
+from asyncqueue.config import is_postgres_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,12 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-interval", type=float, default=None, help="QueueWorker's")
     parser.add_argument("--stall-timeout", type=float, default=60.0, help="seconds")
     parser.add_argument("--keep-files", action="store_true", help="keep the database files")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="a postgresql:// URL: run on PostgreSQL, a fresh schema per phase (default: "
+        "SQLite files in --dir)",
+    )
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """Settings from parsed arguments, with ``--quick``'s smaller defaults."""
     syncs: tuple[Sync, ...] = SYNC_MODES if args.sync == "both" else (args.sync,)
+    if args.db is not None:
+        if not is_postgres_url(args.db):
+            raise SystemExit(f"--db must be a postgresql:// URL, got {args.db!r}")
+        # synchronous is SQLite's setting: one pass on PostgreSQL.
+        syncs = syncs[:1]
     memory_jobs = args.memory_jobs
     if memory_jobs is None:
         memory_jobs = min(MEMORY_JOBS, 2 * args.n) if args.quick else MEMORY_JOBS
@@ -110,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         poll_interval=args.poll_interval,
         stall_timeout=args.stall_timeout,
         keep_files=args.keep_files,
+        db_url=args.db,
     )
 
 

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 Sync = Literal["NORMAL", "FULL"]
+
+
+class SchemaUrl(str):
+    """A PostgreSQL URL that also names the schema a phase's queue lives in."""
+
+    schema: str
+
+    def __new__(cls, url: str, schema: str) -> Self:
+        """``url``, carrying ``schema``."""
+        self = super().__new__(cls, url)
+        self.schema = schema
+        return self
+
+
+#: Where a phase's queue lives: a SQLite file, or (``--db``) a schema at a PostgreSQL URL.
+DbLocation = Path | SchemaUrl
 
 #: Every phase, in the order they run.
 PHASES: tuple[str, ...] = (
@@ -68,6 +84,8 @@ class BenchConfig:
     poll_interval: float | None = None
     stall_timeout: float = 60.0
     keep_files: bool = False
+    #: A PostgreSQL URL: each phase gets a fresh schema of its own there (else SQLite files).
+    db_url: str | None = None
 
     def describe(self) -> dict[str, object]:
         """The settings as a JSON-ready dict (for the header and ``--json``)."""
@@ -88,6 +106,7 @@ class BenchConfig:
             "depth_big": self.depth_big,
             "depth_cases": list(self.depth_cases),
             "depth_rounds": self.depth_rounds,
+            "backend": "postgres" if self.db_url else "sqlite",
             "poll_interval": "library default"
             if self.poll_interval is None
             else self.poll_interval,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from asyncqueue import JobQueue, QueueStats
-from asyncqueue.bench.config import BenchConfig, Sync
+from asyncqueue.bench.config import BenchConfig, DbLocation, SchemaUrl, Sync
 from asyncqueue.bench.joblog import JobLogReader, JobLogWriter
 from asyncqueue.bench.procs import WorkerProcess, spawn_worker
 from asyncqueue.bench.recorder import RecordingWorker
@@ -22,13 +25,19 @@ class PhaseContext:
     sync: Sync
     phase: str
     _databases: list[Path] = field(default_factory=list)
+    _schemas: list[str] = field(default_factory=list)
     worker_outputs: list[Path] = field(default_factory=list)
 
     def _path(self, name: str, suffix: str) -> Path:
         return self.config.directory / f"{self.phase}-{self.sync.lower()}{name}{suffix}"
 
-    def database(self, name: str = "") -> Path:
-        """A database file that does not exist yet."""
+    def database(self, name: str = "") -> DbLocation:
+        """A database file that does not exist yet, or (``--db``) a fresh PostgreSQL schema."""
+        if self.config.db_url is not None:
+            schema = re.sub(r"\W", "_", f"aq_bench_{self.phase}_{self.sync}{name}".lower())[:63]
+            drop_schema(self.config.db_url, schema)
+            self._schemas.append(schema)
+            return SchemaUrl(self.config.db_url, schema)
         path = self._path(name, ".db")
         _remove_database(path)
         self._databases.append(path)
@@ -40,9 +49,10 @@ class PhaseContext:
         path.unlink(missing_ok=True)
         return path, JobLogReader(path)
 
-    def queue(self, db: Path) -> JobQueue:
+    def queue(self, db: DbLocation) -> JobQueue:
         """A :class:`JobQueue` on ``db`` with this phase's durability."""
-        return JobQueue(db, synchronous=self.sync)
+        schema = db.schema if isinstance(db, SchemaUrl) else None
+        return JobQueue(db, synchronous=self.sync, schema=schema)
 
     def recording_worker(
         self, queue: JobQueue, joblog: JobLogWriter, concurrency: int | None = None
@@ -62,7 +72,9 @@ class PhaseContext:
         self.worker_outputs.append(output)
         return output
 
-    async def spawn(self, db: Path, log: Path, name: str, url: str | None = None) -> WorkerProcess:
+    async def spawn(
+        self, db: DbLocation, log: Path, name: str, url: str | None = None
+    ) -> WorkerProcess:
         """Start a worker process on ``db`` (on the API at ``url``, if given); its output
         goes to ``<phase>-<sync><name>.err``."""
         output = self.output(name)
@@ -76,7 +88,7 @@ class PhaseContext:
             url=url,
         )
 
-    async def stats(self, db: Path) -> QueueStats:
+    async def stats(self, db: DbLocation) -> QueueStats:
         """``get_queue_stats()`` read through a fresh queue object."""
         async with self.queue(db) as queue:
             return await queue.get_queue_stats()
@@ -86,6 +98,25 @@ class PhaseContext:
         if not self.config.keep_files:
             for path in self._databases:
                 _remove_database(path)
+            for schema in self._schemas:
+                assert self.config.db_url is not None
+                drop_schema(self.config.db_url, schema)
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop a PostgreSQL schema and its tables (run in a thread: callers are in the loop)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(drop()))
+    thread.start()
+    thread.join()
 
 
 def _remove_database(path: Path) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from asyncqueue.bench.config import DbLocation
 from asyncqueue.bench.context import PhaseContext
 from asyncqueue.bench.joblog import JobLogReader
 from asyncqueue.bench.procs import WorkerProcess, any_exited, stop_workers, wait_for_jobs
@@ -24,7 +25,7 @@ class DrainOutcome:
 
 async def run_workers(
     ctx: PhaseContext,
-    db: Path,
+    db: DbLocation,
     log: Path,
     reader: JobLogReader,
     *,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncqueue
+from asyncqueue.bench.config import DbLocation, SchemaUrl
 from asyncqueue.bench.joblog import JobLogReader
 
 #: Seconds a worker gets to stop after SIGTERM before it is killed (and the phase fails).
@@ -41,7 +42,7 @@ class WorkerProcess:
 
 async def spawn_worker(
     *,
-    db: Path,
+    db: DbLocation,
     log: Path,
     sync: str,
     concurrency: int,
@@ -63,6 +64,8 @@ async def spawn_worker(
         command.append(f"--url={url}")
     if poll_interval is not None:
         command.append(f"--poll-interval={poll_interval}")
+    if isinstance(db, SchemaUrl):
+        command.append(f"--schema={db.schema}")
     ready_path = stderr_path.with_name(f"{stderr_path.name}.ready")
     ready_path.unlink(missing_ok=True)
     command.append(f"--ready={ready_path}")

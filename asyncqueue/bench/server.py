@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from asyncqueue.bench.config import DbLocation, SchemaUrl
 from asyncqueue.bench.procs import STOP_TIMEOUT, child_environment, stderr_tail
 
 #: Seconds a server gets to answer its health check after it started.
@@ -35,7 +36,7 @@ def free_port() -> int:
         return port
 
 
-async def start_server(db: Path, sync: str, stderr_path: Path) -> ServerProcess:
+async def start_server(db: DbLocation, sync: str, stderr_path: Path) -> ServerProcess:
     """Serve ``db`` without a token on loopback; return once ``/api/health`` answers.
 
     Raises:
@@ -44,6 +45,8 @@ async def start_server(db: Path, sync: str, stderr_path: Path) -> ServerProcess:
     port = free_port()
     env = child_environment()
     env["QUEUE_SYNCHRONOUS"] = sync
+    if isinstance(db, SchemaUrl):
+        env["QUEUE_DB_SCHEMA"] = db.schema
     command = [sys.executable, "-m", "asyncqueue", f"--db={db}", "serve"]
     command += ["--host=127.0.0.1", f"--port={port}", "--insecure"]
     with stderr_path.open("ab") as stderr:

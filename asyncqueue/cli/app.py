@@ -15,8 +15,8 @@ from asyncqueue.config import DEFAULT_DB_PATH, ENVIRONMENT_VARIABLES
     "--db",
     metavar="PATH",
     help=(
-        f"The queue's database file (default: ${ENVIRONMENT_VARIABLES['path']}, "
-        f"else {DEFAULT_DB_PATH})."
+        f"The queue's database file, or a postgresql:// URL (default: "
+        f"${ENVIRONMENT_VARIABLES['path']}, else {DEFAULT_DB_PATH})."
     ),
 )
 @click.version_option(__version__, message="%(prog)s %(version)s")

@@ -40,7 +40,8 @@ class App:
     """The global options, handed to every command.
 
     Attributes:
-        db: the ``--db`` path; None falls back to ``QUEUE_DB_PATH``, then the default.
+        db: the ``--db`` path or ``postgresql://`` URL; None falls back to ``QUEUE_DB_PATH``,
+            then the default.
     """
 
     db: str | None
@@ -56,7 +57,8 @@ class App:
             CLIError: there is no file at the path.
         """
         queue = self.queue()
-        if not Path(queue.path).exists():
+        # A PostgreSQL queue's schema is created on open, like a migration.
+        if queue.backend == "sqlite" and not Path(queue.path).exists():
             raise CLIError(f"no queue database at {queue.path}")
         return queue
 

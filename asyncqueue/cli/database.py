@@ -9,6 +9,7 @@ import click
 from asyncqueue.cli.context import App, CLIError, pass_app, run
 from asyncqueue.cli.render import plural, size
 from asyncqueue.queue import JobQueue
+from asyncqueue.storage.postgres_maintenance import unsupported_message
 from asyncqueue.storage.sqlite_maintenance import (
     BackupResult,
     CheckpointResult,
@@ -19,13 +20,18 @@ from asyncqueue.storage.sqlite_maintenance import (
 
 @click.group()
 def db() -> None:
-    """Maintain the database file: check, checkpoint, vacuum, analyze, backup, restore."""
+    """Maintain the database: check, checkpoint, vacuum, analyze, backup, restore.
+
+    On PostgreSQL, check, vacuum and analyze work on the queue's schema; checkpoint, backup
+    and restore are SQLite's and say what to use instead (pg_dump, pg_restore).
+    """
 
 
 @db.command()
 @pass_app
 def check(app: App) -> None:
-    """Run SQLite's integrity check; exit 1 if it finds a problem."""
+    """Run SQLite's integrity check (PostgreSQL: the queue schema's tables, version and
+    indexes); exit 1 if it finds a problem."""
 
     async def main() -> list[str]:
         return await app.existing_queue().check_integrity()
@@ -45,7 +51,9 @@ def checkpoint(app: App) -> None:
     """Copy the write-ahead log into the database file and truncate it.
 
     Exits 1 if other connections kept it busy (try again when the queue is quieter).
+    SQLite only: PostgreSQL checkpoints on its own.
     """
+    _refuse_on_postgres(app, "checkpoint")
 
     async def main() -> CheckpointResult:
         return await app.existing_queue().checkpoint()
@@ -95,7 +103,9 @@ def backup(app: App, path: Path, force: bool) -> None:
 
     Safe while workers run: SQLite's online backup API copies one moment's state, holding
     every job committed before the backup started. PATH is a self-contained SQLite file.
+    On PostgreSQL use pg_dump.
     """
+    _refuse_on_postgres(app, "backup")
     if path.exists() and not force:
         raise CLIError(f"{path} already exists; choose another path or pass --force")
 
@@ -118,8 +128,10 @@ def restore(app: App, path: Path, force: bool) -> None:
 
     The backup must pass the integrity check and be an asyncqueue database. Refuses while
     workers are active unless --force (then restart them). The content is written through
-    SQLite's backup API, never by copying files under a live WAL.
+    SQLite's backup API, never by copying files under a live WAL. On PostgreSQL use
+    pg_restore.
     """
+    _refuse_on_postgres(app, "restore")
     if not path.is_file():
         raise CLIError(f"no backup file at {path}")
 
@@ -138,3 +150,9 @@ def restore(app: App, path: Path, force: bool) -> None:
 
     result = run(main())
     click.echo(f"restored {result.source}: {plural(result.jobs, 'job')}")
+
+
+def _refuse_on_postgres(app: App, verb: str) -> None:
+    queue = app.queue()
+    if queue.backend == "postgres":
+        raise CLIError(unsupported_message(verb, queue.settings.schema))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
 from asyncqueue.metrics import MetricsRows
+from asyncqueue.storage.maintenance import StorageMaintenance
 from asyncqueue.validation import NewJob
 
 Strategy = Literal["priority", "fifo", "lifo"]
@@ -111,7 +112,7 @@ class WorkerRecord:
     jobs_failed: int = 0
 
 
-class JobStorage(Protocol):
+class JobStorage(StorageMaintenance, Protocol):
     """What a queue backend provides. All times are UTC epoch seconds."""
 
     #: Receives, in the event loop after each commit, the transitions it made.
@@ -131,6 +132,16 @@ class JobStorage(Protocol):
 
     async def insert_job(self, job: NewJob, now: float) -> JobId:
         """Insert one job (the common case of ``insert_jobs``, with less in the way)."""
+        ...
+
+    async def insert_jobs_in(
+        self, connection: Any, jobs: Sequence[NewJob], now: float
+    ) -> list[JobId]:
+        """Insert on the caller's own connection, in its transaction (PostgreSQL only).
+
+        Raises:
+            ConfigurationError: the backend has no such connections (SQLite).
+        """
         ...
 
     async def finish_and_claim(

@@ -10,7 +10,12 @@ from typing import Any, NamedTuple, TypeVar
 import aiosqlite
 
 from asyncqueue.config import QueueSettings
-from asyncqueue.errors import DatabaseOpenError, QueueClosedError, SchemaVersionError
+from asyncqueue.errors import (
+    ConfigurationError,
+    DatabaseOpenError,
+    QueueClosedError,
+    SchemaVersionError,
+)
 from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats, claimed_job
 from asyncqueue.metrics import MetricsRows
 from asyncqueue.storage import sqlite_maintenance as maintenance
@@ -37,6 +42,9 @@ from asyncqueue.storage.sqlite_connection import (
 )
 from asyncqueue.storage.sqlite_metrics import read_metrics_rows
 from asyncqueue.storage.sqlite_watch import ChangeWatcher
+from asyncqueue.storage.transitions import claimed_events as _claimed_events
+from asyncqueue.storage.transitions import enqueued_events as _enqueued_events
+from asyncqueue.storage.transitions import finished_events as _finished_events
 from asyncqueue.validation import NewJob
 
 T = TypeVar("T")
@@ -239,6 +247,15 @@ class SQLiteStorage:
         )
         self._publish(lambda: _enqueued_events([(job, now)], [job_id]))
         return job_id
+
+    async def insert_jobs_in(
+        self, connection: Any, jobs: Sequence[NewJob], now: float
+    ) -> list[JobId]:
+        """Refused: a SQLite queue has its own connections (``connection=`` is for PostgreSQL)."""
+        raise ConfigurationError(
+            "connection= (transactional enqueue in your own transaction) needs the PostgreSQL "
+            f"backend; this queue is the SQLite file {self._path}"
+        )
 
     async def finish_and_claim(
         self,
@@ -614,50 +631,6 @@ def _chunks(items: Sequence[T], sizes: Sequence[int]) -> Iterator[tuple[int, Seq
 
 #: Outcomes whose history row the storage code writes (no trigger can tell them apart).
 _UNTRIGGERED = frozenset({JobStatus.FAILED, JobStatus.PENDING})
-
-_OUTCOME_EVENTS: dict[JobStatus, str] = {
-    JobStatus.COMPLETED: "completed",
-    JobStatus.RETRY_SCHEDULED: "retry_scheduled",
-    JobStatus.FAILED: "failed",
-    JobStatus.PENDING: "released",
-}
-
-
-def _enqueued_events(batch: Sequence[tuple[NewJob, float]], ids: Sequence[JobId]) -> list[EventRow]:
-    return [
-        (int(job_id), "enqueued", "pending", at, None, job.job_type, None, job.run_at, None)
-        for (job, at), job_id in zip(batch, ids, strict=True)
-        if job_id.created
-    ]
-
-
-def _finished_events(
-    finished: Sequence[FinishedJob], applied: set[int], now: float, worker_id: str | None
-) -> list[EventRow]:
-    return [
-        (
-            f.job_id,
-            _OUTCOME_EVENTS[f.status],
-            f.status.value,
-            now,
-            worker_id,
-            f.job_type,
-            f.error,
-            f.run_at if f.status is JobStatus.RETRY_SCHEDULED else None,
-            f.duration,
-        )
-        for f in finished
-        if f.job_id in applied
-    ]
-
-
-def _claimed_events(
-    claimed: Sequence[ClaimedJob], now: float, worker_id: str | None
-) -> list[EventRow]:
-    return [
-        (job.id, "claimed", "processing", now, worker_id, job.job_type, None, None, None)
-        for job in claimed
-    ]
 
 
 class _OutcomeStatement(NamedTuple):

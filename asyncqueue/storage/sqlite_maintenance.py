@@ -16,19 +16,25 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from asyncqueue.errors import DatabaseBusyError, DatabaseError, DatabaseOpenError
 from asyncqueue.storage.base import WORKER_LIVENESS_MULTIPLE
+from asyncqueue.storage.maintenance import (
+    TIME_COLUMNS,
+    BackupResult,
+    CheckpointResult,
+    RestoreResult,
+    VacuumResult,
+    WorkerInfo,
+    time_problem,
+    times_out_of_range_sql,
+)
 from asyncqueue.storage.sqlite_connection import first, is_busy, rows
 from asyncqueue.storage.sqlite_sql import APPLICATION_ID, SCHEMA_VERSION
 from asyncqueue.timebounds import (
-    MAX_TIME_TEXT,
     MAX_TIMESTAMP,
-    MIN_TIME_TEXT,
     MIN_TIMESTAMP,
     stored_datetime,
 )
@@ -59,112 +65,30 @@ COUNT_JOBS = "SELECT count(*) FROM jobs"
 SELECT_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
 
-def _times_out_of_range(table: str, key: str, columns: tuple[str, ...]) -> str:
-    """Each row of ``table`` holding a time outside :min..:max: its key, a flag per column.
-
-    Text (stored by hand) sorts after every number in SQLite, so it fails BETWEEN too.
-    """
-    flags = [f"NOT coalesce({column} BETWEEN :min AND :max, 1)" for column in columns]
-    return (
-        f"SELECT {key}, {', '.join(flags)} FROM {table} WHERE {' OR '.join(flags)} ORDER BY {key}"
-    )
-
-
-#: table -> (what a row of it is, its time columns), for ``db check``.
-TIME_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "jobs": (
-        "job",
-        ("created_at", "run_at", "started_at", "completed_at", "updated_at", "lease_expires_at"),
-    ),
-    "job_events": ("job event", ("at", "run_at")),
-    "workers": ("worker", ("started_at", "last_heartbeat")),
-}
 #: table -> the statement finding its rows out of range: one pass over the table, which the
-#: integrity check ``db check`` runs first reads in full anyway.
+#: integrity check ``db check`` runs first reads in full anyway. Text stored by hand sorts
+#: after every number in SQLite, so it fails BETWEEN too.
 TIMES_OUT_OF_RANGE = {
-    table: _times_out_of_range(table, "id", columns) for table, (_, columns) in TIME_COLUMNS.items()
+    table: times_out_of_range_sql(table, columns, ":min", ":max")
+    for table, (_, columns) in TIME_COLUMNS.items()
 }
-#: How many row ids a problem line names at most.
-_IDS_SHOWN = 10
 
-# -- results ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """A row of the workers table, as ``JobQueue.list_workers`` returns it.
-
-    ``alive`` follows the rule ``get_queue_stats`` counts by: the last heartbeat is younger
-    than three heartbeat intervals. Dead workers' rows stay until a live worker prunes them.
-    Times are timezone-aware UTC datetimes.
-    """
-
-    worker_id: str
-    host: str
-    pid: int
-    started_at: datetime
-    last_heartbeat: datetime
-    heartbeat_interval: float
-    jobs_processed: int
-    jobs_failed: int
-    running_jobs: int
-    alive: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: times as ISO 8601 strings."""
-        return {
-            "worker_id": self.worker_id,
-            "host": self.host,
-            "pid": self.pid,
-            "started_at": self.started_at.isoformat(),
-            "last_heartbeat": self.last_heartbeat.isoformat(),
-            "heartbeat_interval": self.heartbeat_interval,
-            "jobs_processed": self.jobs_processed,
-            "jobs_failed": self.jobs_failed,
-            "running_jobs": self.running_jobs,
-            "alive": self.alive,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointResult:
-    """What ``PRAGMA wal_checkpoint(TRUNCATE)`` reported.
-
-    ``busy`` is True when a reader or writer kept the checkpoint from finishing (the WAL was
-    then not truncated); the frame counts are -1 when the file is not in WAL mode.
-    """
-
-    busy: bool
-    wal_frames: int
-    checkpointed_frames: int
-
-
-@dataclass(frozen=True, slots=True)
-class VacuumResult:
-    """The database's size in bytes (pages times page size) before and after VACUUM."""
-
-    bytes_before: int
-    bytes_after: int
-
-
-@dataclass(frozen=True, slots=True)
-class BackupResult:
-    """A finished backup: where it is, its size, how long it took."""
-
-    path: str
-    pages: int
-    bytes: int
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class RestoreResult:
-    """A finished restore: the backup's schema version and how many jobs it held."""
-
-    source: str
-    schema_version: int
-    jobs: int
-
+__all__ = [
+    "BackupResult",
+    "CheckpointResult",
+    "RestoreResult",
+    "VacuumResult",
+    "WorkerInfo",
+    "analyze",
+    "backup",
+    "checkpoint",
+    "failed_ids_reader",
+    "integrity_problems",
+    "read_counts_by_type",
+    "restore",
+    "vacuum",
+    "workers_reader",
+]
 
 # -- connections -----------------------------------------------------------------------
 
@@ -264,21 +188,8 @@ def _time_problems(conn: sqlite3.Connection) -> list[str]:
         if table in tables:  # job_events came with schema version 2
             found = rows(conn, statement, bounds)
             if found:
-                problems.append(_time_problem(table, found))
+                problems.append(time_problem(table, found))
     return problems
-
-
-def _time_problem(table: str, found: list[Any]) -> str:
-    noun, columns = TIME_COLUMNS[table]
-    ids = ", ".join(str(row[0]) for row in found[:_IDS_SHOWN])
-    if len(found) > _IDS_SHOWN:
-        ids += f" and {len(found) - _IDS_SHOWN} more"
-    bad = [column for i, column in enumerate(columns, 1) if any(row[i] for row in found)]
-    subject = f"1 {noun} has" if len(found) == 1 else f"{len(found)} {noun}s have"
-    return (
-        f"{subject} a time outside {MIN_TIME_TEXT}..{MAX_TIME_TEXT} ({', '.join(bad)}), "
-        f"read back clamped: {table} ids {ids}"
-    )
 
 
 async def integrity_problems(path: str, busy_timeout: float) -> list[str]:

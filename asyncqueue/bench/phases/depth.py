@@ -25,6 +25,7 @@ from pathlib import Path
 
 from asyncqueue import JobId, JobQueue
 from asyncqueue.bench.checks import check_delivery, check_drained, check_enqueued
+from asyncqueue.bench.config import DbLocation
 from asyncqueue.bench.context import PhaseContext
 from asyncqueue.bench.drain import record_outcome, run_workers, throughput
 from asyncqueue.bench.joblog import JobLogReader
@@ -56,7 +57,7 @@ class _Case:
     name: str
     size: int
     completed: bool
-    db: Path
+    db: DbLocation
     log: Path
     reader: JobLogReader
     ids: _Ids = field(default_factory=_Ids)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from asyncqueue import JobId
 from asyncqueue.bench.checks import check_enqueued, check_stats
+from asyncqueue.bench.config import DbLocation
 from asyncqueue.bench.context import PhaseContext
 from asyncqueue.bench.result import PhaseResult
 from asyncqueue.bench.workload import enqueue_chunks, enqueue_concurrent, enqueue_sequential
@@ -36,7 +35,7 @@ async def enqueue_many_phase(ctx: PhaseContext, result: PhaseResult) -> None:
 
 
 async def _verify(
-    ctx: PhaseContext, result: PhaseResult, db: Path, rate: float, ids: list[JobId]
+    ctx: PhaseContext, result: PhaseResult, db: DbLocation, rate: float, ids: list[JobId]
 ) -> None:
     n = ctx.config.n
     result.add("jobs_s", "jobs/s", rate)

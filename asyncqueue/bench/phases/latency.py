@@ -10,10 +10,10 @@ import asyncio
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from asyncqueue import JobQueue
 from asyncqueue.bench.checks import check_delivery, check_drained
+from asyncqueue.bench.config import DbLocation
 from asyncqueue.bench.context import PhaseContext
 from asyncqueue.bench.joblog import JobLogReader, JobLogWriter
 from asyncqueue.bench.procs import any_exited, stop_workers, wait_for_jobs
@@ -109,7 +109,9 @@ async def _enqueue_paced(queue: JobQueue, count: int, interval: float) -> dict[i
     return enqueued_at
 
 
-async def _verify(ctx: PhaseContext, result: PhaseResult, db: Path, reader: JobLogReader) -> None:
+async def _verify(
+    ctx: PhaseContext, result: PhaseResult, db: DbLocation, reader: JobLogReader
+) -> None:
     total = ctx.config.latency_jobs + 1
     check_delivery(result, reader.delivery(range(total)))
     check_drained(result, await ctx.stats(db), total=total, completed=total)

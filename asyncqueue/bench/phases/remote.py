@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from asyncqueue.bench.checks import check_delivery, check_drained
+from asyncqueue.bench.config import DbLocation
 from asyncqueue.bench.context import PhaseContext
 from asyncqueue.bench.drain import record_outcome, run_workers, throughput
 from asyncqueue.bench.phases.latency import measure_latency
@@ -21,7 +21,7 @@ from asyncqueue.bench.workload import fill
 
 
 @asynccontextmanager
-async def _served(ctx: PhaseContext, result: PhaseResult, db: Path) -> AsyncIterator[str]:
+async def _served(ctx: PhaseContext, result: PhaseResult, db: DbLocation) -> AsyncIterator[str]:
     server: ServerProcess = await start_server(db, ctx.sync, ctx.output("-server"))
     try:
         yield server.api_url

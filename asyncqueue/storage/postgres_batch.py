@@ -1,0 +1,67 @@
+"""Concurrent single enqueues sharing one statement, as SQLite's writer merges them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from asyncqueue.job import JobId
+from asyncqueue.validation import NewJob
+
+#: Most jobs one shared statement carries.
+MAX_BATCH = 1000
+#: Statements in flight at once: enqueues arriving meanwhile wait for the next one.
+MAX_IN_FLIGHT = 4
+
+InsertBatch = Callable[[Sequence[tuple[NewJob, float]]], Awaitable[list[JobId]]]
+
+
+class EnqueueBatcher:
+    """Collects the enqueues made while a statement is in flight into the next statement.
+
+    An enqueue on an idle queue goes out at once (after one turn of the event loop, which
+    lets callers of the same turn join it). Each caller gets its own job's id; a failed
+    statement fails every enqueue it carried, none of which was then committed.
+    """
+
+    def __init__(self, insert: InsertBatch) -> None:
+        self._insert = insert
+        self._waiting: list[tuple[NewJob, float, asyncio.Future[JobId]]] = []
+        self._flushers: set[asyncio.Task[None]] = set()
+
+    async def submit(self, job: NewJob, now: float) -> JobId:
+        """Insert ``job`` in the next shared statement; return its id."""
+        future: asyncio.Future[JobId] = asyncio.get_running_loop().create_future()
+        self._waiting.append((job, now, future))
+        if len(self._flushers) < MAX_IN_FLIGHT:
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)
+        while self._waiting:
+            batch = self._waiting[:MAX_BATCH]
+            del self._waiting[:MAX_BATCH]
+            try:
+                ids = await self._insert([(job, now) for job, now, _ in batch])
+            except BaseException as exc:
+                for _, _, future in batch:
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+                if isinstance(exc, Exception):
+                    continue
+                raise
+            for (_, _, future), job_id in zip(batch, ids, strict=True):
+                if not future.done():
+                    future.set_result(job_id)
+
+    async def drain(self) -> None:
+        """Wait for the statements in flight."""
+        while self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)

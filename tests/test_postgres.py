@@ -1,0 +1,302 @@
+"""What only the PostgreSQL backend has: URLs, schemas, migrations under an advisory lock,
+transactional enqueue, LISTEN/NOTIFY wake-ups and surviving lost connections.
+
+The behaviour both backends share is tested once, in the other modules, on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from conftest import PG_URL, drop_schema
+from support import Recording, query, wait_for_status, wait_until
+
+from asyncqueue import (
+    ConfigurationError,
+    JobQueue,
+    JobStatus,
+    ManualClock,
+    QueueWorker,
+    SchemaVersionError,
+)
+from asyncqueue.config import resolve_settings
+
+pytestmark = pytest.mark.postgres_only
+
+
+@pytest.fixture
+async def app_conn(db_path: str) -> AsyncIterator[Any]:
+    """The application's own asyncpg connection."""
+    conn = await asyncpg.connect(db_path)
+    yield conn
+    await conn.close()
+
+
+def test_urls_select_postgres_and_stay_as_given(backend: str) -> None:
+    for url in ("postgresql://u:secret@h:5/db", "postgres://u@h/db?sslmode=disable"):
+        settings = resolve_settings({"path": url})
+        assert settings.path == url
+        assert settings.is_postgres
+        assert JobQueue(url).backend == "postgres"
+    assert "secret" not in repr(JobQueue("postgresql://u:secret@h:5/db"))
+    assert JobQueue("relative/queue.db").backend == "sqlite"
+
+
+async def test_queue_db_path_may_be_a_url(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_DB_PATH", db_path)
+    async with JobQueue() as queue:
+        assert queue.backend == "postgres"
+        assert (await queue.enqueue("t", "env")).created
+
+
+@pytest.mark.parametrize("schema", ["", "1abc", "a-b", "x" * 64, 'a"b'])
+def test_a_schema_must_be_an_identifier(backend: str, schema: str) -> None:
+    with pytest.raises(ConfigurationError, match="schema"):
+        JobQueue(PG_URL, schema=schema)
+
+
+async def test_the_schema_setting_keeps_queues_apart(db_path: str) -> None:
+    other = f"aq_test_{uuid.uuid4().hex[:12]}"
+    try:
+        async with JobQueue(db_path) as first, JobQueue(db_path, schema=other) as second:
+            await first.enqueue("t", "a")
+            assert (await second.get_queue_stats()).total_jobs == 0
+            assert (await second.enqueue("t", "a")).created
+    finally:
+        drop_schema(other)
+
+
+async def test_many_queues_opening_at_once_migrate_once(db_path: str) -> None:
+    queues = [JobQueue(db_path) for _ in range(8)]
+    await asyncio.gather(*(q.open() for q in queues))
+    assert query(db_path, "SELECT count(*) FROM schema_version") == [(1,)]
+    for q in queues:
+        await q.close()
+
+
+async def test_a_schema_newer_than_the_library_is_refused(db_path: str) -> None:
+    async with JobQueue(db_path):
+        pass
+    query(db_path, "UPDATE schema_version SET version = version + 1")
+    with pytest.raises(SchemaVersionError, match="newer"):
+        await JobQueue(db_path).open()
+
+
+async def test_an_unreachable_server_raises_database_open_error(backend: str) -> None:
+    from asyncqueue import DatabaseOpenError
+
+    queue = JobQueue("postgresql://nobody:pw@127.0.0.1:1/none")
+    with pytest.raises(DatabaseOpenError, match="cannot connect") as info:
+        await queue.open()
+    assert "pw" not in str(info.value)
+
+
+# -- transactional enqueue -----------------------------------------------------------------
+
+
+async def test_an_enqueue_in_a_committed_transaction_exists(queue: JobQueue, app_conn: Any) -> None:
+    async with app_conn.transaction():
+        job_id = await queue.enqueue("email", "u1", connection=app_conn)
+        ids = await queue.enqueue_many(
+            [{"job_type": "email", "target_id": "u2"}, {"job_type": "email", "target_id": "u1"}],
+            connection=app_conn,
+        )
+        assert job_id.created
+        assert ids[0].created
+        assert not ids[1].created
+        assert ids[1] == job_id
+        # Not visible outside the transaction yet.
+        assert await queue.get_job(job_id) is None
+    assert (await queue.get_job(job_id)) is not None
+    assert (await queue.get_queue_stats()).pending_jobs == 2
+    assert [e.event for e in await queue.get_job_history(job_id)] == ["enqueued"]
+
+
+async def test_an_enqueue_in_a_rolled_back_transaction_never_exists(
+    queue: JobQueue, app_conn: Any
+) -> None:
+    transaction = app_conn.transaction()
+    await transaction.start()
+    job_id = await queue.enqueue("email", "u1", connection=app_conn)
+    await queue.enqueue_many([{"job_type": "email", "target_id": "u2"}], connection=app_conn)
+    await transaction.rollback()
+    assert await queue.get_job(job_id) is None
+    assert (await queue.get_queue_stats()).total_jobs == 0
+    assert (await queue.enqueue("email", "u1")).created
+
+
+async def test_connection_must_be_an_asyncpg_connection(queue: JobQueue) -> None:
+    with pytest.raises(ConfigurationError, match="asyncpg"):
+        await queue.enqueue("t", "a", connection=object())
+
+
+async def test_connection_on_sqlite_is_a_configuration_error(tmp_path: Path) -> None:
+    async with JobQueue(tmp_path / "q.db") as queue:
+        with pytest.raises(ConfigurationError, match="PostgreSQL"):
+            await queue.enqueue("t", "a", connection=object())
+        with pytest.raises(ConfigurationError, match="PostgreSQL"):
+            await queue.enqueue_many([{"job_type": "t", "target_id": "a"}], connection=object())
+        assert (await queue.get_queue_stats()).total_jobs == 0
+
+
+# -- wake-ups ---------------------------------------------------------------------------------
+
+
+async def test_a_notify_from_another_queue_wakes_an_idle_worker(db_path: str) -> None:
+    """The worker polls once an hour: only NOTIFY can wake it in time."""
+    async with JobQueue(db_path) as here, JobQueue(db_path) as there:
+        worker = Recording(here, poll_interval=3600)
+        task = asyncio.create_task(worker.start())
+        await asyncio.sleep(0.3)  # idle, listening
+        job_id = await there.enqueue("t", "from-elsewhere")
+        await wait_for_status(here, job_id, JobStatus.COMPLETED)
+        await worker.stop()
+        await task
+
+
+async def test_a_committed_transactional_enqueue_wakes_a_worker(
+    db_path: str, app_conn: Any
+) -> None:
+    async with JobQueue(db_path) as queue:
+        worker = Recording(queue, poll_interval=3600)
+        task = asyncio.create_task(worker.start())
+        await asyncio.sleep(0.3)
+        async with app_conn.transaction():
+            job_id = await queue.enqueue("t", "in-tx", connection=app_conn)
+        await wait_for_status(queue, job_id, JobStatus.COMPLETED)
+        await worker.stop()
+        await task
+
+
+async def test_without_listen_workers_poll(db_path: str) -> None:
+    async with JobQueue(db_path, listen=False) as here, JobQueue(db_path) as there:
+        worker = Recording(here, poll_interval=0.05)
+        task = asyncio.create_task(worker.start())
+        await asyncio.sleep(0.1)
+        job_id = await there.enqueue("t", "polled")
+        await wait_for_status(here, job_id, JobStatus.COMPLETED)
+        await worker.stop()
+        await task
+
+
+# -- lost connections -------------------------------------------------------------------------
+
+
+async def terminate_backends(db_path: str, schema: str) -> int:
+    """Kill every server connection of this test's queues (named for its schema)."""
+    conn = await asyncpg.connect(db_path)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = $1",
+                f"asyncqueue:{schema}",
+            )
+        )
+    finally:
+        await conn.close()
+
+
+class Slow(QueueWorker):
+    def __init__(self, queue: JobQueue, **kwargs: Any) -> None:
+        super().__init__(queue, **kwargs)
+        self.ran: list[str] = []
+
+    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+        await asyncio.sleep(0.002)
+        self.ran.append(target_id)
+        return True
+
+
+async def test_a_worker_survives_its_connections_being_terminated(
+    db_path: str, pg_schema: str
+) -> None:
+    """Every server connection killed several times mid-run: no job lost or run twice."""
+    targets = [f"j{i}" for i in range(600)]
+    async with JobQueue(db_path) as queue:
+        await queue.enqueue_many([{"job_type": "t", "target_id": t} for t in targets])
+        worker = Slow(queue, concurrency=8)
+        task = asyncio.create_task(worker.start())
+        killed = 0
+        for _ in range(4):
+            await asyncio.sleep(0.15)
+            killed += await terminate_backends(db_path, pg_schema)
+        # Enqueues and reads go on through reconnects too.
+        late = await queue.enqueue("t", "late")
+
+        async def drained() -> bool:
+            return (await queue.get_queue_stats()).completed_jobs == len(targets) + 1
+
+        await wait_until(drained, "every job to complete", timeout=60)
+        await worker.stop()
+        await task
+        assert killed > 0
+        assert sorted(worker.ran) == sorted([*targets, "late"])
+        assert (await queue.get_job(late)) is not None
+
+
+async def test_the_listener_reconnects_and_listens_again(db_path: str, pg_schema: str) -> None:
+    """After its connection is killed, NOTIFY still wakes a worker that never polls."""
+    async with JobQueue(db_path) as here, JobQueue(db_path, schema=pg_schema) as there:
+        worker = Recording(here, poll_interval=3600)
+        task = asyncio.create_task(worker.start())
+        await asyncio.sleep(0.3)
+        assert await terminate_backends(db_path, pg_schema) > 0
+        await asyncio.sleep(0.5)  # reconnected (the first retry waits 50 ms)
+        job_id = await there.enqueue("t", "after-the-cut")
+        await wait_for_status(there, job_id, JobStatus.COMPLETED)
+        await worker.stop()
+        await task
+
+
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    return ManualClock(start=1_800_000_000.0)
+
+
+async def test_a_read_after_the_server_dropped_the_pool_reconnects(
+    db_path: str, pg_schema: str, manual_clock: ManualClock
+) -> None:
+    async with JobQueue(db_path, clock=manual_clock) as queue:
+        job_id = await queue.enqueue("t", "a")
+        await terminate_backends(db_path, pg_schema)
+        assert (await queue.get_job(job_id)) is not None
+        assert (await queue.enqueue("t", "b")).created
+        assert os.environ["QUEUE_DB_SCHEMA"] == pg_schema
+
+
+async def test_a_burst_of_enqueues_notifies_less_and_still_wakes_a_worker(
+    db_path: str, pg_schema: str, app_conn: Any
+) -> None:
+    """Debounced NOTIFY: the trailing one follows the burst's last commit."""
+    heard: list[str] = []
+    await app_conn.add_listener(f"asyncqueue_{pg_schema}", lambda *args: heard.append(args[3]))
+    async with JobQueue(db_path) as here, JobQueue(db_path) as there:
+        worker = Recording(here, poll_interval=3600)
+        task = asyncio.create_task(worker.start())
+        await asyncio.sleep(0.3)
+        ids = [await there.enqueue("t", f"burst-{n}") for n in range(30)]
+        await asyncio.sleep(0.05)
+        assert 1 <= len(heard) < 30
+        for job_id in ids:
+            await wait_for_status(there, job_id, JobStatus.COMPLETED)
+        await worker.stop()
+        await task
+        assert sorted(worker.ran) == sorted(f"burst-{n}" for n in range(30))
+
+
+async def test_an_enqueue_on_a_pooled_app_connection(queue: JobQueue, db_path: str) -> None:
+    pool = await asyncpg.create_pool(db_path, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            job_id = await queue.enqueue("t", "pooled", connection=conn)
+        assert (await queue.get_job(job_id)) is not None
+    finally:
+        await pool.close()
