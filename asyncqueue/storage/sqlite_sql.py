@@ -433,15 +433,63 @@ DELETE FROM job_events WHERE job_id IN (
 """
 
 
-def list_jobs_sql(by_status: bool, by_type: bool) -> str:
-    """SELECT for ``list_jobs`` with the optional filters, newest first."""
+def list_jobs_sql(
+    by_status: bool,
+    by_type: bool,
+    *,
+    by_target: bool = False,
+    by_error: bool = False,
+    before: bool = False,
+) -> str:
+    """SELECT for ``list_jobs`` with the optional filters, newest first.
+
+    ``before`` adds the keyset cursor (``id < :before_id``): a page costs the rows it shows,
+    not the rows before it. Unfiltered and with status and type, the order comes from an
+    index (the primary key; ``jobs_status_type``, whose entries end with the rowid), so a
+    page never sorts the table.
+    """
     where = []
     if by_status:
         where.append("status IN (SELECT value FROM json_each(:statuses))")
     if by_type:
         where.append("job_type = :job_type")
+    if by_target:
+        where.append("target_id = :target_id")
+    if by_error:
+        where.append("coalesce(error_message, '') = :error_message")
+    if before:
+        where.append("id < :before_id")
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     return f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT :limit"
+
+
+# Failed jobs grouped by error and type, largest group first: one pass over the failed rows
+# (the dead letter) through jobs_status_type, a table lookup each.
+FAILED_GROUPS = """
+SELECT coalesce(error_message, ''), job_type, count(*), max(id), max(completed_at)
+FROM jobs INDEXED BY jobs_status_type
+WHERE status = 'failed'
+GROUP BY coalesce(error_message, ''), job_type
+ORDER BY count(*) DESC, max(id) DESC
+LIMIT :limit
+"""
+
+# Jobs finished per time bucket since :since. Completed and cancelled ones are counted from
+# the jobs_finished index alone (no table lookups, as the metrics' totals are); cancelled
+# and failed ones, few, through jobs_status_type.
+FINISHED_BY_BUCKET = f"""
+SELECT CAST((completed_at - :since) / :bucket AS INTEGER) AS b, count(*)
+FROM jobs INDEXED BY jobs_finished
+WHERE status IN {FINISHED_REMOVABLE} AND completed_at >= :since
+GROUP BY b
+"""
+
+ENDED_BY_BUCKET = """
+SELECT CAST((completed_at - :since) / :bucket AS INTEGER) AS b, count(*)
+FROM jobs INDEXED BY jobs_status_type
+WHERE status = :status AND completed_at >= :since
+GROUP BY b
+"""
 
 
 COUNT_BY_STATUS = """
