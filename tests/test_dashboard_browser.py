@@ -128,7 +128,7 @@ def _quoted(base: str) -> str:
 
 def shoot(page: Page, tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"dashboard-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path))
     assert path.stat().st_size > 10_000
     keep_screenshot(path)
     return path

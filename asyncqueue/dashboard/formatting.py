@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -68,7 +69,13 @@ def first_line(value: str | None, length: int = 160) -> str:
     return line if len(line) <= length else line[: length - 1] + "…"
 
 
+def key(value: str) -> str:
+    """A short stable key for a value, for element ids that must survive a live refresh."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
+    "key": key,
     "timestamp": timestamp,
     "seconds": seconds,
     "age": age,

@@ -464,14 +464,17 @@ class SQLiteStorage:
         error_message: str | None = None,
         before_id: int | None = None,
     ) -> list[Job]:
-        """Jobs matching the filters, newest first, below ``before_id`` if given."""
-        statement = sql.list_jobs_sql(
-            statuses is not None,
-            job_type is not None,
-            by_target=target_id is not None,
-            by_error=error_message is not None,
-            before=before_id is not None,
-        )
+        """Jobs matching the filters, newest first, below ``before_id`` if given.
+
+        Filtered by status or type, the page is merged from ordered index ranges, one per
+        (status, type) pair (see ``sqlite_sql.list_ranges_sql``), so it never sorts every
+        matching job.
+        """
+        filters = {
+            "by_target": target_id is not None,
+            "by_error": error_message is not None,
+            "before": before_id is not None,
+        }
         params: dict[str, Any] = {
             "limit": limit,
             "job_type": job_type,
@@ -482,8 +485,37 @@ class SQLiteStorage:
         if statuses is not None:
             params["statuses"] = json.dumps([s.value for s in statuses])
 
+        def ranges(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            pairs: list[tuple[str, str]] = []
+            for status in dict.fromkeys(statuses or JobStatus):
+                if job_type is not None:
+                    pairs.append((status.value, job_type))
+                    continue
+                found = rows(conn, sql.JOB_TYPES_IN_STATUS, {"status": status.value})
+                pairs.extend((status.value, t) for (t,) in found)
+            return pairs
+
         def read(conn: sqlite3.Connection) -> list[Job]:
-            return [Job.from_row(row) for row in rows(conn, statement, params)]
+            if statuses is None and job_type is None:
+                statement = sql.list_jobs_sql(False, False, **filters)
+                return [Job.from_row(row) for row in rows(conn, statement, params)]
+            conn.execute("BEGIN")  # the types and the jobs from one snapshot
+            try:
+                pairs = ranges(conn)
+                if len(pairs) > sql.MAX_LIST_RANGES:
+                    statement = sql.list_jobs_sql(
+                        statuses is not None, job_type is not None, **filters
+                    )
+                    found = rows(conn, statement, params)
+                elif pairs:
+                    for i, (status, type_name) in enumerate(pairs):
+                        params[f"s{i}"], params[f"t{i}"] = status, type_name
+                    found = rows(conn, sql.list_ranges_sql(len(pairs), **filters), params)
+                else:
+                    found = []
+            finally:
+                conn.execute("COMMIT")
+            return [Job.from_row(row) for row in found]
 
         return await self._read_side().read(read)
 
