@@ -9,6 +9,7 @@ into docs/ for the README.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Iterator
@@ -126,9 +127,9 @@ def _quoted(base: str) -> str:
     return quote(urlsplit(base).path + "/", safe="")
 
 
-def shoot(page: Page, tmp_path: Path, name: str) -> Path:
+def shoot(page: Page, tmp_path: Path, name: str, *, full_page: bool = False) -> Path:
     path = tmp_path / f"dashboard-{name}.png"
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full_page)
     assert path.stat().st_size > 10_000
     keep_screenshot(path)
     return path
@@ -249,9 +250,12 @@ def test_filters_round_trip_through_the_url_and_the_back_button(
 # -- 4. job detail -------------------------------------------------------------------------
 
 
+_SITES = itertools.count(1)
+
+
 async def _twice_failed(queue: JobQueue) -> int:
     # A job type of its own: a claim must take this job, not one another test left pending.
-    job_type = f"crawl.page{time.monotonic_ns() % 10**6}"
+    job_type = f"crawl.site{next(_SITES)}"
     target = "https://example.com/a"
     job_id = await queue.enqueue(job_type, target, max_retries=1, metadata={"depth": 2})
     (job,) = await queue.claim("local-2", limit=1, job_types=(job_type,))
@@ -280,7 +284,7 @@ def test_job_detail_shows_each_attempts_error_and_the_history(
     expect(timeline.last).to_contain_text("failed")
     expect(page.locator("pre.json").first).to_contain_text('"depth": 2')
     expect(page.get_by_role("button", name="Retry")).to_be_visible()
-    shoot(page, tmp_path, "job")
+    shoot(page, tmp_path, "job", full_page=True)
 
 
 # -- 5. actions and roles ------------------------------------------------------------------
