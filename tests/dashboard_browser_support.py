@@ -35,6 +35,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ADMIN_TOKEN = "browser-admin-token"
 READ_TOKEN = "browser-read-token"
 TOKENS = ApiTokens.parse(f"admin {ADMIN_TOKEN}\nread {READ_TOKEN}")
+#: The mounted dashboard's polling interval (the fallback when the event stream is blocked).
+POLL_SECONDS = 2.0
 #: Where screenshots are also copied when set (``DASHBOARD_SCREENSHOTS=docs``).
 SCREENSHOTS_VARIABLE = "DASHBOARD_SCREENSHOTS"
 
@@ -127,7 +129,7 @@ class Servers:
         queue = JobQueue(self.db)
         api = create_app(queue, tokens=TOKENS)
         host = FastAPI()
-        mounted = dashboard(queue, tokens=TOKENS)
+        mounted = dashboard(queue, tokens=TOKENS, poll_seconds=POLL_SECONDS)
         host.mount("/admin/queue", mounted)
         self._boards = [_dashboard_of(api), mounted.state.dashboard]
         for app, port in ((api, self.serve_port), (ProxyPrefix(host, "/proxy"), self.mount_port)):

@@ -587,3 +587,22 @@ def test_serve_shows_the_dashboard_and_stops_promptly_with_a_live_stream_open(
         assert server.stop() == 0, server.output()
         assert time.monotonic() - started < 5, "an open event stream held the server up"
         listener.join(5)
+
+
+def test_sessions_expire_and_are_shared_by_replicas_with_one_secret() -> None:
+    from asyncqueue.dashboard import Role
+    from asyncqueue.dashboard.security import SESSION_SECONDS
+
+    secret = "a-shared-secret-of-32-characters"
+    one, two = DashboardAuth(TOKENS, secret=secret), DashboardAuth(TOKENS, secret=secret)
+    other = DashboardAuth(TOKENS)
+    cookie = one.new_session(Role.ADMIN, now=1000.0)
+    assert two._session_viewer(cookie, now=1001.0) == one._session_viewer(cookie, now=1001.0)
+    assert one._session_viewer(cookie, now=1001.0) is not None
+    assert other._session_viewer(cookie, now=1001.0) is None, "another key"
+    assert one._session_viewer(cookie, now=1000.0 + SESSION_SECONDS + 1) is None, "expired"
+    assert one._session_viewer("garbage", now=1001.0) is None
+    readers = DashboardAuth(TOKENS, secret=secret, read_only=True)
+    viewer = readers._session_viewer(cookie, now=1001.0)
+    assert viewer is not None
+    assert viewer.role is Role.READ, "read_only wins over an admin session"

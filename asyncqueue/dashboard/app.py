@@ -38,9 +38,11 @@ class Dashboard:
         auth: who may see and act.
     """
 
-    def __init__(self, queue: JobQueue, auth: DashboardAuth) -> None:
+    def __init__(self, queue: JobQueue, auth: DashboardAuth, poll_seconds: float = 20.0) -> None:
         self.queue = queue
         self.auth = auth
+        #: Pages also re-fetch themselves this often, in case the event stream is blocked.
+        self.poll = f"{max(poll_seconds, 1.0):g}s"
         self.signal = ChangeSignal(queue)
         self.snapshot = SnapshotCache(queue, lambda: self.signal.seq)
         self.app: Starlette | None = None
@@ -100,6 +102,7 @@ class Dashboard:
             url=url,
             static=lambda name: url("static", path=name),
             here=_current_url(request),
+            poll=self.poll,
             version=__version__,
             **context,
         )
@@ -118,6 +121,7 @@ def dashboard(
     insecure: bool = False,
     read_only: bool = False,
     secret: str | bytes | None = None,
+    poll_seconds: float = 20.0,
 ) -> Starlette:
     """The web dashboard of ``queue``, as a Starlette app to serve or mount::
 
@@ -134,6 +138,8 @@ def dashboard(
         read_only: nobody may act, admins included.
         secret: signs the session cookies (default: ``QUEUE_DASHBOARD_SECRET``, else random
             per process, so restarting logs everyone out).
+        poll_seconds: pages also re-fetch themselves this often (at least 1 s), for when a
+            proxy blocks the live event stream.
 
     Returns:
         The app; ``app.state.dashboard`` is its :class:`Dashboard` (``close()`` ends the
@@ -150,7 +156,7 @@ def dashboard(
         read_only=read_only,
         secret=secret if secret is not None else os.environ.get(SECRET_VARIABLE) or None,
     )
-    board = Dashboard(queue, auth)
+    board = Dashboard(queue, auth, poll_seconds)
     routes = [
         *pages.routes(board),
         *actions.routes(board),
