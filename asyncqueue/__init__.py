@@ -28,13 +28,14 @@ from asyncqueue.job import (
     ACTIVE_STATUSES,
     READY_STATUSES,
     TERMINAL_STATUSES,
+    FailedGroup,
     Job,
     JobId,
     JobResult,
     JobStatus,
     QueueStats,
 )
-from asyncqueue.metrics import JobTypeMetrics, QueueMetrics
+from asyncqueue.metrics import JobTypeMetrics, QueueMetrics, ThroughputBucket
 from asyncqueue.protocol import WorkerQueue
 from asyncqueue.queue import JobQueue
 from asyncqueue.remote import RemoteQueue
@@ -53,6 +54,7 @@ __all__ = [
     "DatabaseBusyError",
     "DatabaseError",
     "DatabaseOpenError",
+    "FailedGroup",
     "Job",
     "JobEvent",
     "JobEventType",
@@ -73,6 +75,7 @@ __all__ = [
     "RetryPolicy",
     "SchemaVersionError",
     "SystemClock",
+    "ThroughputBucket",
     "ValidationError",
     "ValidationTypeError",
     "WorkerError",

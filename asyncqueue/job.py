@@ -250,3 +250,22 @@ class QueueStats:
             "total": self.total_jobs,
             "active_workers": self.active_workers,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class FailedGroup:
+    """Failed jobs sharing one error message and job type (``JobQueue.get_failed_groups``).
+
+    Attributes:
+        error_message: the error of their last attempt (``""`` for a job without one).
+        job_type: their job type.
+        count: how many failed jobs are in the group.
+        newest_id: the id of the newest of them.
+        last_failed_at: when the latest of them failed (UTC), None if unknown.
+    """
+
+    error_message: str
+    job_type: str
+    count: int
+    newest_id: int
+    last_failed_at: datetime | None

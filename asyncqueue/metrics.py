@@ -274,3 +274,24 @@ def _type_metrics(job_type: str, rows: MetricsRows) -> JobTypeMetrics:
         processing_p99=p99,
         processing_mean=None if mean is None else clamped_seconds(mean),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputBucket:
+    """Jobs that ended in one time bucket (``JobQueue.get_throughput``).
+
+    Attributes:
+        start: the bucket's start (UTC); it lasts the bucket length asked for.
+        completed: jobs completed in it.
+        failed: jobs that ended failed (retries spent) in it.
+    """
+
+    start: datetime
+    completed: int
+    failed: int
+
+    @property
+    def failure_rate(self) -> float | None:
+        """``failed / (completed + failed)``, None when no job ended in the bucket."""
+        ended = self.completed + self.failed
+        return self.failed / ended if ended else None

@@ -21,9 +21,15 @@ from asyncqueue.errors import (
     ValidationTypeError,
 )
 from asyncqueue.events import EventHub, JobEvent
-from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats
+from asyncqueue.job import ClaimedJob, FailedGroup, Job, JobId, JobStatus, QueueStats
 from asyncqueue.logs import get_logger
-from asyncqueue.metrics import DEFAULT_WINDOW_SECONDS, QueueMetrics, build_metrics, check_window
+from asyncqueue.metrics import (
+    DEFAULT_WINDOW_SECONDS,
+    QueueMetrics,
+    ThroughputBucket,
+    build_metrics,
+    check_window,
+)
 from asyncqueue.protocol import predicted_failure
 from asyncqueue.storage.base import (
     ClaimRequest,
@@ -41,7 +47,7 @@ from asyncqueue.storage.maintenance import (
     WorkerInfo,
 )
 from asyncqueue.storage.select import storage_for
-from asyncqueue.timebounds import MIN_TIMESTAMP, capped
+from asyncqueue.timebounds import MIN_TIMESTAMP, capped, stored_datetime
 from asyncqueue.validation import (
     DEFAULT_PRIORITY,
     NewJob,
@@ -430,18 +436,92 @@ class JobQueue:
         status: str | JobStatus | Iterable[str | JobStatus] | None = None,
         job_type: str | Enum | None = None,
         limit: int = 100,
+        target_id: str | None = None,
+        error_message: str | None = None,
+        before_id: int | None = None,
     ) -> list[Job]:
-        """Jobs filtered by status (one or several) and type, newest first.
+        """Jobs filtered by status (one or several), type, target and error, newest first.
+
+        Pages through any number of jobs at the cost of one page each: pass the smallest id
+        of a page as ``before_id`` to read the next (a keyset cursor, never an offset).
+
+        Args:
+            status: one status or several.
+            job_type: only jobs of this type.
+            limit: at most this many jobs (>= 1).
+            target_id: only jobs acting on this target.
+            error_message: only jobs whose last error is exactly this (``""``: none).
+            before_id: only jobs with an id below this one.
 
         Raises:
-            ValueError: an unknown status or a limit below 1.
+            ValueError: an unknown status, a limit below 1, or a bad filter.
         """
         statuses = _statuses(status)
         type_name = None if job_type is None else job_type_name(job_type)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValidationError(f"limit must be an int >= 1, got {limit!r}")
+        if target_id is not None and not isinstance(target_id, str):
+            raise ValidationTypeError(f"target_id must be a str, got {type(target_id).__name__}")
+        if error_message is not None and not isinstance(error_message, str):
+            raise ValidationTypeError(
+                f"error_message must be a str, got {type(error_message).__name__}"
+            )
+        before = None if before_id is None else _job_id(before_id)
         storage = await self._ready()
-        return await storage.list_jobs(statuses, type_name, limit)
+        return await storage.list_jobs(
+            statuses,
+            type_name,
+            limit,
+            target_id=target_id,
+            error_message=error_message,
+            before_id=before,
+        )
+
+    async def get_failed_groups(self, limit: int = 100) -> list[FailedGroup]:
+        """Failed jobs grouped by error message and job type, largest group first.
+
+        Reads every failed job once (the dead letter); retry a group with
+        ``list_jobs(status="failed", job_type=..., error_message=...)`` and :meth:`retry_job`.
+
+        Raises:
+            ValueError: a limit below 1.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValidationError(f"limit must be an int >= 1, got {limit!r}")
+        storage = await self._ready()
+        return [
+            FailedGroup(error, job_type, count, newest, _utc_or_none(at))
+            for error, job_type, count, newest, at in await storage.failed_groups(limit)
+        ]
+
+    async def get_throughput(
+        self, window: float = 3600.0, buckets: int = 60
+    ) -> list[ThroughputBucket]:
+        """Jobs completed and failed per time bucket over the last ``window`` seconds.
+
+        Every bucket is returned, oldest first, empty ones included; the last one ends now.
+        Counted from the jobs table, like :meth:`get_metrics`: completions cost no table
+        lookup, failures one each.
+
+        Raises:
+            ValueError: a window that is not a positive number, or buckets not in 1..1000.
+        """
+        seconds = check_window(window)
+        if isinstance(buckets, bool) or not isinstance(buckets, int) or not 1 <= buckets <= 1000:
+            raise ValidationError(f"buckets must be an int from 1 to 1000, got {buckets!r}")
+        storage = await self._ready()
+        length = seconds / buckets
+        since = self.clock.now() - seconds
+        completed, failed = [0] * buckets, [0] * buckets
+        for b, c, f in await storage.finished_by_bucket(since, length):
+            # A job that ended at this very moment falls on the last bucket's far edge.
+            b = min(b, buckets - 1)
+            completed[b] += c
+            failed[b] += f
+        return [
+            ThroughputBucket(stored_datetime(since + b * length), completed[b], failed[b])
+            for b in range(buckets)
+        ]
 
     # -- history and events ------------------------------------------------------------
 
@@ -834,6 +914,10 @@ def _cleanup_cutoff(now: float, days: float) -> float | None:
     if days > (now - MIN_TIMESTAMP) / 86400.0:
         return None
     return now - days * 86400.0
+
+
+def _utc_or_none(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else stored_datetime(timestamp)
 
 
 def _job_id(job_id: object) -> int:

@@ -54,7 +54,7 @@ def serve(
     allow_insecure_public: bool,
     log_level: str,
 ) -> None:
-    """Serve the HTTP API (/api) for remote workers and operators.
+    """Serve the HTTP API (/api) for remote workers and operators, and the web dashboard (/).
 
     Every route but /api/health needs a token: $QUEUE_API_TOKEN (admin), $QUEUE_API_TOKENS
     or --token-file (scoped), or --token. Runs until SIGINT or SIGTERM: requests in flight
@@ -87,6 +87,7 @@ def serve(
 
     def announce(url: str) -> None:
         click.echo(f"asyncqueue serve: {url} on {queue_path}; Ctrl-C or SIGTERM stops it", err=True)
+        click.echo(f"asyncqueue serve: dashboard at {url.removesuffix('/api')}/", err=True)
 
     if not server.run(api, host=host, port=port, announce=announce):
         raise CLIError("the server did not start (see the error above)")

@@ -28,6 +28,7 @@ def create_app(
     insecure: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     sweep: bool = True,
+    dashboard: bool = True,
 ) -> FastAPI:
     """The HTTP API as a FastAPI app, serving one queue.
 
@@ -43,6 +44,7 @@ def create_app(
             bound to the loopback interface.
         max_body_bytes: larger request bodies are answered 413.
         sweep: run the lease sweeper in the lifespan.
+        dashboard: serve the web dashboard at ``/``, with the same tokens.
 
     Raises:
         ConfigurationError: no token configured and not ``insecure``, or a malformed token
@@ -76,6 +78,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(create_router(served, auth, max_body_bytes=max_body_bytes, counter=counter))
+    if dashboard:
+        from asyncqueue.dashboard import dashboard as dashboard_app  # it imports server.auth
+
+        app.mount("/", dashboard_app(served, tokens=auth.tokens, insecure=insecure))
     install_exception_handlers(app)
     app.add_middleware(AccessLogMiddleware)
     app.state.queue = served

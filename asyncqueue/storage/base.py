@@ -203,9 +203,31 @@ class JobStorage(StorageMaintenance, Protocol):
         ...
 
     async def list_jobs(
-        self, statuses: Sequence[JobStatus] | None, job_type: str | None, limit: int
+        self,
+        statuses: Sequence[JobStatus] | None,
+        job_type: str | None,
+        limit: int,
+        *,
+        target_id: str | None = None,
+        error_message: str | None = None,
+        before_id: int | None = None,
     ) -> list[Job]:
-        """Read jobs, newest first."""
+        """Read jobs, newest first; ``before_id`` is a keyset cursor (ids below it only).
+
+        ``error_message`` matches exactly, a job without one matching ``""``.
+        """
+        ...
+
+    async def failed_groups(self, limit: int) -> list[tuple[str, str, int, int, float | None]]:
+        """Failed jobs grouped by error and type, largest group first: ``(error_message,
+        job_type, count, newest id, newest completed_at)``, a missing error as ``""``."""
+        ...
+
+    async def finished_by_bucket(
+        self, since: float, bucket_seconds: float
+    ) -> list[tuple[int, int, int]]:
+        """Jobs that ended since ``since``, per bucket: ``(bucket index, completed,
+        failed)``, buckets without any left out."""
         ...
 
     async def queue_stats(self, now: float) -> QueueStats:

@@ -458,20 +458,60 @@ class PostgresStorage:
         return [Job.from_row(row) for row in await self._db.run(read)]
 
     async def list_jobs(
-        self, statuses: Sequence[JobStatus] | None, job_type: str | None, limit: int
+        self,
+        statuses: Sequence[JobStatus] | None,
+        job_type: str | None,
+        limit: int,
+        *,
+        target_id: str | None = None,
+        error_message: str | None = None,
+        before_id: int | None = None,
     ) -> list[Job]:
-        """Jobs matching the filters, newest first."""
-        statement = sql.list_jobs_sql(statuses is not None, job_type is not None)
+        """Jobs matching the filters, newest first, below ``before_id`` when given."""
+        statement = sql.list_jobs_sql(
+            statuses is not None,
+            job_type is not None,
+            by_target=target_id is not None,
+            by_error=error_message is not None,
+            before=before_id is not None,
+        )
         params: dict[str, Any] = {"limit": limit}
         if statuses is not None:
             params["statuses"] = [s.value for s in statuses]
-        if job_type is not None:
-            params["job_type"] = job_type
+        optional = {
+            "job_type": job_type,
+            "target_id": target_id,
+            "error_message": error_message,
+            "before_id": before_id,
+        }
+        params.update({name: value for name, value in optional.items() if value is not None})
 
         async def read(conn: Connection) -> list[Any]:
             return await self._fetch(conn, statement, **params)
 
         return [Job.from_row(row) for row in await self._db.run(read)]
+
+    async def failed_groups(self, limit: int) -> list[tuple[str, str, int, int, float | None]]:
+        """Failed jobs grouped by error and type, largest group first."""
+
+        async def read(conn: Connection) -> list[Any]:
+            return await self._fetch(conn, sql.FAILED_GROUPS, limit=limit)
+
+        return [
+            (row[0], row[1], int(row[2]), int(row[3]), row[4]) for row in await self._db.run(read)
+        ]
+
+    async def finished_by_bucket(
+        self, since: float, bucket_seconds: float
+    ) -> list[tuple[int, int, int]]:
+        """Completed and failed jobs per bucket since ``since``, in one statement."""
+
+        async def read(conn: Connection) -> list[Any]:
+            return await self._fetch(
+                conn, sql.FINISHED_BY_BUCKET, since=since, bucket=bucket_seconds
+            )
+
+        return [(int(row[0]), int(row[1]), int(row[2])) for row in await self._db.run(read)]
 
     async def get_job_history(self, job_id: int) -> list[EventRow]:
         """Every recorded transition of one job, oldest first."""

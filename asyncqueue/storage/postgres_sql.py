@@ -502,15 +502,54 @@ SELECT_JOB = f"SELECT {_JOB_COLUMNS} FROM __schema__.jobs WHERE id = :id"
 SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM __schema__.jobs WHERE id = ANY(:ids::bigint[])"
 
 
-def list_jobs_sql(by_status: bool, by_type: bool) -> str:
-    """SELECT for ``list_jobs`` with the optional filters, newest first."""
+def list_jobs_sql(
+    by_status: bool,
+    by_type: bool,
+    *,
+    by_target: bool = False,
+    by_error: bool = False,
+    before: bool = False,
+) -> str:
+    """SELECT for ``list_jobs`` with the optional filters, newest first.
+
+    ``before`` adds the keyset cursor (``id < :before_id``): a page walks the primary key
+    down from the cursor, reading the rows it shows plus those the filters skip.
+    """
     where = []
     if by_status:
         where.append("status = ANY(:statuses::text[])")
     if by_type:
         where.append("job_type = :job_type")
+    if by_target:
+        where.append("target_id = :target_id")
+    if by_error:
+        where.append("coalesce(error_message, '') = :error_message")
+    if before:
+        where.append("id < :before_id")
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     return f"SELECT {_JOB_COLUMNS} FROM __schema__.jobs {clause} ORDER BY id DESC LIMIT :limit"
+
+
+FAILED_GROUPS = """
+SELECT coalesce(error_message, ''), job_type, count(*), max(id), max(completed_at)
+FROM __schema__.jobs
+WHERE status = 'failed'
+GROUP BY coalesce(error_message, ''), job_type
+ORDER BY count(*) DESC, max(id) DESC
+LIMIT :limit
+"""
+
+# Jobs that ended since :since, per bucket; completed from the jobs_finished index's range,
+# failed ones (few) beside them, in one statement and so one snapshot.
+FINISHED_BY_BUCKET = """
+SELECT trunc((completed_at - :since::float8) / :bucket::float8)::bigint AS b,
+       count(*) FILTER (WHERE status = 'completed'),
+       count(*) FILTER (WHERE status = 'failed')
+FROM __schema__.jobs
+WHERE status IN ('completed', 'failed') AND completed_at >= :since::float8
+GROUP BY b
+ORDER BY b
+"""
 
 
 SELECT_JOB_EVENTS = """

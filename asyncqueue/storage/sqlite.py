@@ -481,18 +481,96 @@ class SQLiteStorage:
         return await self._read_side().read(read)
 
     async def list_jobs(
-        self, statuses: Sequence[JobStatus] | None, job_type: str | None, limit: int
+        self,
+        statuses: Sequence[JobStatus] | None,
+        job_type: str | None,
+        limit: int,
+        *,
+        target_id: str | None = None,
+        error_message: str | None = None,
+        before_id: int | None = None,
     ) -> list[Job]:
-        """Jobs matching the filters, newest first."""
-        statement = sql.list_jobs_sql(statuses is not None, job_type is not None)
-        params: dict[str, Any] = {"limit": limit}
+        """Jobs matching the filters, newest first, below ``before_id`` if given.
+
+        Filtered by status or type, the page is merged from ordered index ranges, one per
+        (status, type) pair (see ``sqlite_sql.list_ranges_sql``), so it never sorts every
+        matching job.
+        """
+        filters = {
+            "by_target": target_id is not None,
+            "by_error": error_message is not None,
+            "before": before_id is not None,
+        }
+        params: dict[str, Any] = {
+            "limit": limit,
+            "job_type": job_type,
+            "target_id": target_id,
+            "error_message": error_message,
+            "before_id": before_id,
+        }
         if statuses is not None:
             params["statuses"] = json.dumps([s.value for s in statuses])
-        if job_type is not None:
-            params["job_type"] = job_type
+
+        def ranges(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            pairs: list[tuple[str, str]] = []
+            for status in dict.fromkeys(statuses or JobStatus):
+                if job_type is not None:
+                    pairs.append((status.value, job_type))
+                    continue
+                found = rows(conn, sql.JOB_TYPES_IN_STATUS, {"status": status.value})
+                pairs.extend((status.value, t) for (t,) in found)
+            return pairs
 
         def read(conn: sqlite3.Connection) -> list[Job]:
-            return [Job.from_row(row) for row in rows(conn, statement, params)]
+            if statuses is None and job_type is None:
+                statement = sql.list_jobs_sql(False, False, **filters)
+                return [Job.from_row(row) for row in rows(conn, statement, params)]
+            conn.execute("BEGIN")  # the types and the jobs from one snapshot
+            try:
+                pairs = ranges(conn)
+                if len(pairs) > sql.MAX_LIST_RANGES:
+                    statement = sql.list_jobs_sql(
+                        statuses is not None, job_type is not None, **filters
+                    )
+                    found = rows(conn, statement, params)
+                elif pairs:
+                    for i, (status, type_name) in enumerate(pairs):
+                        params[f"s{i}"], params[f"t{i}"] = status, type_name
+                    found = rows(conn, sql.list_ranges_sql(len(pairs), **filters), params)
+                else:
+                    found = []
+            finally:
+                conn.execute("COMMIT")
+            return [Job.from_row(row) for row in found]
+
+        return await self._read_side().read(read)
+
+    async def failed_groups(self, limit: int) -> list[tuple[str, str, int, int, float | None]]:
+        """Failed jobs grouped by error and type, largest group first."""
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str, int, int, float | None]]:
+            return [tuple(row) for row in rows(conn, sql.FAILED_GROUPS, {"limit": limit})]
+
+        return await self._read_side().read(read)
+
+    async def finished_by_bucket(
+        self, since: float, bucket_seconds: float
+    ) -> list[tuple[int, int, int]]:
+        """Completed and failed jobs per bucket since ``since``, from one read transaction."""
+        params: dict[str, Any] = {"since": since, "bucket": bucket_seconds}
+
+        def read(conn: sqlite3.Connection) -> list[tuple[int, int, int]]:
+            conn.execute("BEGIN")
+            try:
+                finished = dict(rows(conn, sql.FINISHED_BY_BUCKET, params))
+                cancelled = dict(rows(conn, sql.ENDED_BY_BUCKET, {**params, "status": "cancelled"}))
+                failed = dict(rows(conn, sql.ENDED_BY_BUCKET, {**params, "status": "failed"}))
+            finally:
+                conn.execute("COMMIT")
+            buckets = sorted(set(finished) | set(failed))
+            return [
+                (b, finished.get(b, 0) - cancelled.get(b, 0), failed.get(b, 0)) for b in buckets
+            ]
 
         return await self._read_side().read(read)
 

@@ -435,15 +435,105 @@ DELETE FROM job_events WHERE job_id IN (
 """
 
 
-def list_jobs_sql(by_status: bool, by_type: bool) -> str:
-    """SELECT for ``list_jobs`` with the optional filters, newest first."""
+def list_jobs_sql(
+    by_status: bool,
+    by_type: bool,
+    *,
+    by_target: bool = False,
+    by_error: bool = False,
+    before: bool = False,
+) -> str:
+    """SELECT for ``list_jobs`` with the optional filters, newest first.
+
+    ``before`` adds the keyset cursor (``id < :before_id``). Without a status or type
+    filter the primary key gives the order (a page reads the rows it shows, plus those the
+    other filters skip); with one, :func:`list_ranges_sql` is used instead, and this form
+    (which sorts the matching rows) only past :data:`MAX_LIST_RANGES` ranges.
+    """
     where = []
     if by_status:
         where.append("status IN (SELECT value FROM json_each(:statuses))")
     if by_type:
         where.append("job_type = :job_type")
+    if by_target:
+        where.append("target_id = :target_id")
+    if by_error:
+        where.append("coalesce(error_message, '') = :error_message")
+    if before:
+        where.append("id < :before_id")
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     return f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT :limit"
+
+
+#: Most (status, job type) ranges one ordered listing merges; past that a listing sorts.
+MAX_LIST_RANGES = 64
+
+# The job types present in one status, one index probe each (a skip-scan SQLite does not do
+# by itself without ANALYZE statistics): a listing filtered by status alone then reads one
+# ordered range of jobs_status_type per type instead of sorting every job in the status.
+JOB_TYPES_IN_STATUS = """
+WITH RECURSIVE types(t) AS (
+    SELECT (SELECT min(job_type) FROM jobs INDEXED BY jobs_status_type WHERE status = :status)
+    UNION ALL
+    SELECT (SELECT min(job_type) FROM jobs INDEXED BY jobs_status_type
+            WHERE status = :status AND job_type > types.t)
+    FROM types WHERE types.t IS NOT NULL
+)
+SELECT t FROM types WHERE t IS NOT NULL
+"""
+
+
+def list_ranges_sql(
+    ranges: int, *, by_target: bool = False, by_error: bool = False, before: bool = False
+) -> str:
+    """SELECT for ``list_jobs`` as ``ranges`` ordered ranges of ``jobs_status_type``, merged.
+
+    Range ``i`` is ``status = :s{i} AND job_type = :t{i}``; the index's entries of one
+    (status, type) pair are in rowid order, so each range yields its newest ``:limit`` jobs
+    below the cursor without sorting, and only those few rows are merged.
+    """
+    extra = ""
+    if by_target:
+        extra += " AND target_id = :target_id"
+    if by_error:
+        extra += " AND coalesce(error_message, '') = :error_message"
+    if before:
+        extra += " AND id < :before_id"
+    arms = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_status_type "
+        f"WHERE status = :s{i} AND job_type = :t{i}{extra} ORDER BY id DESC LIMIT :limit)"
+        for i in range(ranges)
+    )
+    return f"SELECT * FROM ({arms}) ORDER BY id DESC LIMIT :limit"
+
+
+# Failed jobs grouped by error and type, largest group first: one pass over the failed rows
+# (the dead letter) through jobs_status_type, a table lookup each.
+FAILED_GROUPS = """
+SELECT coalesce(error_message, ''), job_type, count(*), max(id), max(completed_at)
+FROM jobs INDEXED BY jobs_status_type
+WHERE status = 'failed'
+GROUP BY coalesce(error_message, ''), job_type
+ORDER BY count(*) DESC, max(id) DESC
+LIMIT :limit
+"""
+
+# Jobs finished per time bucket since :since. Completed and cancelled ones are counted from
+# the jobs_finished index alone (no table lookups, as the metrics' totals are); cancelled
+# and failed ones, few, through jobs_status_type.
+FINISHED_BY_BUCKET = f"""
+SELECT CAST((completed_at - :since) / :bucket AS INTEGER) AS b, count(*)
+FROM jobs INDEXED BY jobs_finished
+WHERE status IN {FINISHED_REMOVABLE} AND completed_at >= :since
+GROUP BY b
+"""
+
+ENDED_BY_BUCKET = """
+SELECT CAST((completed_at - :since) / :bucket AS INTEGER) AS b, count(*)
+FROM jobs INDEXED BY jobs_status_type
+WHERE status = :status AND completed_at >= :since
+GROUP BY b
+"""
 
 
 COUNT_BY_STATUS = """
