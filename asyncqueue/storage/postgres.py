@@ -192,10 +192,10 @@ class PostgresStorage:
             rows = await self._fetch(conn, statement, channel=self._channel, **_arrays(todo))
             for row in rows:
                 if row[0] is not None:
-                    found.setdefault((row[1], row[2]), (row[0], row[3]))
+                    found.setdefault((row[1], row[2]), (row[0], True))
             missing = [(j, at) for j, at in todo if (j.job_type, j.target_id) not in found]
             if missing:
-                # Their duplicate committed after the statement's snapshot: look again.
+                # Active duplicates, committed before the statement or meanwhile.
                 rows = await self._fetch(
                     conn,
                     sql.SELECT_ACTIVE_IDS,
