@@ -190,3 +190,31 @@ def test_the_benchmark_runs_on_postgres(db_path: str, tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["settings"]["backend"] == "postgres"
     assert report["ok"]
+
+
+@pytest.mark.timeout(120)
+def test_remote_phases_run_through_a_real_server_and_pass_their_checks(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    command = [
+        sys.executable,
+        "-m",
+        "asyncqueue.bench",
+        "--remote",
+        "--n=300",
+        "--sync=NORMAL",
+        "--latency-jobs=20",
+        f"--dir={tmp_path / 'files'}",
+        f"--json={out}",
+    ]
+    done = subprocess.run(
+        command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=110
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["ok"]
+    phases = [result["phase"] for result in report["results"]]
+    assert phases == ["remote-1", "remote-4", "remote-8", "latency-remote"]
+    for result in report["results"]:
+        checks = {check["name"]: check["ok"] for check in result["checks"]}
+        assert checks["exactly_once"] and checks["server_clean_stop"], result
+        assert checks["queue_stats"] and checks["clean_stop"], result

@@ -43,10 +43,17 @@ async def latency_same_process_phase(ctx: PhaseContext, result: PhaseResult) -> 
 
 async def latency_cross_process_phase(ctx: PhaseContext, result: PhaseResult) -> None:
     """The worker runs in another process on the same file (the peer bench's latency phase)."""
-    db = ctx.database()
+    await latency_in_another_process(ctx, result, ctx.database())
+
+
+async def latency_in_another_process(
+    ctx: PhaseContext, result: PhaseResult, db: DbLocation, url: str | None = None
+) -> None:
+    """One idle worker process on ``db`` (remote, through the API at ``url``, if given);
+    jobs enqueued into ``db`` from here, one per 10 ms."""
     log, reader = ctx.job_log()
     async with ctx.queue(db) as queue:
-        worker = await ctx.spawn(db, log, "-w0")
+        worker = await ctx.spawn(db, log, "-w0", url)
         try:
             await measure_latency(ctx, result, queue, reader, gave_up=any_exited([worker]))
         finally:
