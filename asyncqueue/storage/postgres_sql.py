@@ -205,6 +205,7 @@ unnest(:job_types::text[], :target_ids::text[], :priorities::smallint[],
 """
 
 
+@lru_cache(maxsize=4)
 def insert_jobs_sql(*, history: bool, notify: bool) -> str:
     """Insert a batch from arrays; answer an ``(id, job_type, target_id)`` row per created job.
 
