@@ -47,7 +47,7 @@ from asyncqueue.storage.maintenance import (
     WorkerInfo,
 )
 from asyncqueue.storage.select import storage_for
-from asyncqueue.timebounds import MIN_TIMESTAMP, capped, stored_datetime
+from asyncqueue.timebounds import MAX_SETTING_SECONDS, MIN_TIMESTAMP, capped, stored_datetime
 from asyncqueue.validation import (
     DEFAULT_PRIORITY,
     NewJob,
@@ -731,10 +731,15 @@ class JobQueue:
             jobs: the held jobs.
             lease_seconds: the new lease length from now (default: :attr:`lease_seconds`);
                 the HTTP API lets a remote worker ask for its own.
+
+        Raises:
+            ValidationError: ``lease_seconds`` is not a number > 0 (at most 100 years).
         """
+        seconds = (
+            self.settings.lease_seconds if lease_seconds is None else _lease_length(lease_seconds)
+        )
         storage = await self._ready()
         now = self.clock.now()
-        seconds = self.settings.lease_seconds if lease_seconds is None else lease_seconds
         leases = [Lease(job.id, job.lease_token) for job in jobs]
         return await storage.renew_leases(leases, capped(now + seconds), now)
 
@@ -920,10 +925,29 @@ def _utc_or_none(timestamp: float | None) -> datetime | None:
     return None if timestamp is None else stored_datetime(timestamp)
 
 
+#: Job ids are signed 64-bit integers in both backends.
+_MAX_JOB_ID = 2**63 - 1
+
+
 def _job_id(job_id: object) -> int:
     if isinstance(job_id, bool) or not isinstance(job_id, int):
         raise ValidationTypeError(f"job id must be an int, got {type(job_id).__name__}")
+    if not -_MAX_JOB_ID - 1 <= job_id <= _MAX_JOB_ID:
+        raise ValidationError(f"job id must fit in 64 bits (at most {_MAX_JOB_ID}), got {job_id}")
     return int(job_id)
+
+
+def _lease_length(seconds: object) -> float:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds <= MAX_SETTING_SECONDS
+    ):
+        raise ValidationError(
+            f"lease_seconds must be a number > 0 and at most {MAX_SETTING_SECONDS:.0f} "
+            f"(100 years), got {seconds!r}"
+        )
+    return float(seconds)
 
 
 def _statuses(

@@ -26,6 +26,7 @@ from asyncqueue import (
     ManualClock,
     QueueClosedError,
     SchemaVersionError,
+    ValidationError,
 )
 from asyncqueue.storage.postgres_sql import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from asyncqueue.storage.sqlite_sql import SCHEMA_VERSION
@@ -678,3 +679,32 @@ async def test_get_jobs_reads_several_in_the_order_asked_and_skips_unknown_ids(
     assert await queue.get_jobs([]) == []
     with pytest.raises(TypeError):
         await queue.get_jobs(["1"])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("job_id", [2**63, -(2**63) - 1, 2**70])
+async def test_an_id_beyond_64_bits_is_refused_by_every_verb_taking_one(
+    queue: JobQueue, job_id: int
+) -> None:
+    await queue.enqueue("t", "x")
+    for verb in (queue.get_job, queue.cancel_job, queue.retry_job, queue.get_job_history):
+        with pytest.raises(ValidationError, match="64 bits"):
+            await verb(job_id)
+    with pytest.raises(ValidationError, match="64 bits"):
+        await queue.get_jobs([1, job_id])
+    with pytest.raises(ValidationError, match="64 bits"):
+        await queue.list_jobs(before_id=job_id)
+    assert (await queue.get_queue_stats()).pending_jobs == 1
+    assert await queue.get_job(2**63 - 1) is None  # the largest id is a valid one
+
+
+@pytest.mark.parametrize("seconds", [0, -5, float("nan"), float("inf"), 1e300, True, "60"])
+async def test_renewing_for_a_bad_lease_length_is_refused_and_changes_nothing(
+    queue: JobQueue, seconds: object
+) -> None:
+    await queue.enqueue("t", "x")
+    [held] = await queue.claim("w", limit=1)
+    before = await queue.get_job(held.id)
+    with pytest.raises(ValidationError, match="lease_seconds"):
+        await queue.renew_leases([held], lease_seconds=seconds)  # type: ignore[arg-type]
+    assert await queue.get_job(held.id) == before
+    assert await queue.renew_leases([held], lease_seconds=60) == {held.id}
