@@ -126,19 +126,9 @@ def encode_metadata(metadata: object, max_bytes: int) -> str:
         )
     if not metadata:
         return "{}"
-    try:
-        encoded = json.dumps(metadata, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationTypeError(f"metadata is not JSON-serialisable: {exc}") from exc
+    encoded = _json_text("metadata", metadata, max_bytes)
     if any(not isinstance(key, str) for key in metadata):
         raise ValidationTypeError("metadata keys must be strings")
-    if encoded.isascii():
-        size = len(encoded)
-    else:
-        _require_utf8("metadata", encoded)
-        size = len(encoded.encode("utf-8"))
-    if size > max_bytes:
-        raise ValidationError(f"metadata is {size} bytes as JSON; the limit is {max_bytes}")
     return encoded
 
 
@@ -149,17 +139,23 @@ def encode_result(value: object, max_bytes: int) -> str:
         ValidationTypeError: the value is not JSON-serialisable (NaN and infinity included).
         ValidationError: its JSON is longer than ``max_bytes`` bytes.
     """
+    return _json_text("result", value, max_bytes)
+
+
+def _json_text(name: str, value: object, max_bytes: int) -> str:
+    """``value`` as compact JSON text of at most ``max_bytes`` bytes in UTF-8."""
     try:
         encoded = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise ValidationTypeError(f"result is not JSON-serialisable: {exc}") from exc
+        # RecursionError: nesting deeper than the interpreter's limit.
+        raise ValidationTypeError(f"{name} is not JSON-serialisable: {exc}") from exc
     if encoded.isascii():
         size = len(encoded)
     else:
-        _require_utf8("result", encoded)
+        _require_utf8(name, encoded)
         size = len(encoded.encode("utf-8"))
     if size > max_bytes:
-        raise ValidationError(f"result is {size} bytes as JSON; the limit is {max_bytes}")
+        raise ValidationError(f"{name} is {size} bytes as JSON; the limit is {max_bytes}")
     return encoded
 
 

@@ -562,3 +562,26 @@ async def test_max_retries_beyond_the_limit_is_refused_before_writing(
 def test_queue_default_max_retries_beyond_the_limit_is_refused(db_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="max_retries"):
         JobQueue(db_path, max_retries=2**63)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+async def test_metadata_nested_past_the_interpreters_limit_is_refused_with_nothing_written(
+    queue: JobQueue,
+) -> None:
+    deep = _nested(100_000)
+    with pytest.raises(ValidationTypeError, match="metadata is not JSON-serialisable"):
+        await queue.enqueue("t", "deep", metadata=deep)
+    with pytest.raises(ValidationTypeError, match="item 1: metadata is not JSON-serialisable"):
+        await queue.enqueue_many(
+            [
+                {"job_type": "t", "target_id": "ok"},
+                {"job_type": "t", "target_id": "x", "metadata": deep},
+            ]
+        )
+    assert (await queue.get_queue_stats()).total_jobs == 0
