@@ -92,6 +92,7 @@ def test_enqueue_prints_the_id_and_says_when_it_was_a_duplicate(db_path: Path) -
     [
         (["--metadata", "[1, 2]"], "must be a JSON object"),
         (["--metadata", "{oops"], "not valid JSON"),
+        (["--metadata", '{"a":' * 20_000 + "1" + "}" * 20_000], "nested too deeply"),
         (["--priority", "11"], "--priority"),
         (["--delay", "-1"], "--delay"),
     ],
@@ -102,6 +103,13 @@ def test_enqueue_rejects_bad_arguments(db_path: Path, args: list[str], fragment:
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
     assert not db_exists(db_path)
+
+
+def test_a_job_id_beyond_64_bits_is_one_line_and_exit_2(db_path: Path) -> None:
+    ok(cli(db_path, "enqueue", "email", "user-1"))
+    for command in ("job", "cancel", "retry"):
+        message = user_error(cli(db_path, command, str(2**70)), code=2)
+        assert "64 bits" in message, command
 
 
 def test_enqueue_reports_library_validation_in_one_line(db_path: Path) -> None:

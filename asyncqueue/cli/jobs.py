@@ -30,6 +30,8 @@ def _metadata(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         metadata = json.loads(value)
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise click.BadParameter("nested too deeply to read") from None
     if not isinstance(metadata, dict):
         raise click.BadParameter('must be a JSON object, like \'{"key": "value"}\'')
     return metadata
