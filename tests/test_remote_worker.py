@@ -452,3 +452,46 @@ def test_the_remote_worker_example_runs_against_a_real_server(
                 }
 
     asyncio.run(check())
+
+
+async def test_the_server_takes_back_a_silent_workers_lease_and_fences_its_late_complete(
+    db_path: Path,
+) -> None:
+    # A 1.2 s lease: the server's own sweeper (every 0.4 s) takes the task back; nobody
+    # calls recover_stale_jobs here.
+    async with JobQueue(db_path, job_timeout_minutes=0.02, retry_base_delay=0.0) as queue:
+        job_id = await queue.enqueue("t", "silent")
+        async with (
+            live_server(queue) as url,
+            httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+        ):
+            first = (await http.post(f"{url}/tasks/claim", json={"worker_id": "w1"})).json()
+            assert first["id"] == job_id
+
+            async def taken_back() -> bool:
+                return (await job_of(queue, job_id)).status is not JobStatus.PROCESSING
+
+            await wait_until(taken_back, "the server to take back the expired lease")
+            second = (await http.post(f"{url}/tasks/claim", json={"worker_id": "w2"})).json()
+            assert (second["id"], second["retry_count"]) == (job_id, 1), "the attempt counted"
+            late = await http.post(
+                f"{url}/tasks/{job_id}/complete",
+                json={"worker_id": "w1", "result": "late", "lease_token": first["lease_token"]},
+            )
+            assert (late.status_code, late.json()["status"]) == (409, "processing")
+            done = await http.post(
+                f"{url}/tasks/{job_id}/complete",
+                json={"worker_id": "w2", "result": "fresh", "lease_token": second["lease_token"]},
+            )
+            assert (done.status_code, done.json()) == (200, {"status": "success"})
+            again = await http.post(
+                f"{url}/tasks/{job_id}/complete", json={"worker_id": "w1", "result": "late"}
+            )
+            assert (again.status_code, again.json()["status"]) == (409, "completed")
+        job = await job_of(queue, job_id)
+        assert (job.status, job.result, job.worker_id, job.attempts) == (
+            JobStatus.COMPLETED,
+            "fresh",
+            "w2",
+            2,
+        )
