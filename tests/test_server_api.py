@@ -437,6 +437,20 @@ async def test_exchange_applies_completed_failed_and_released_outcomes_and_claim
     assert await queue.get_job_history(a["id"]) == history
 
 
+async def test_an_exchange_naming_a_task_twice_is_422_and_applies_nothing(
+    api: httpx.AsyncClient,
+) -> None:
+    await enqueue(api, "twice")
+    task = await claim(api)
+    lease = {"id": task["id"], "lease_token": task["lease_token"]}
+    finished = [{**lease, "outcome": "failed", "error": "e"}, {**lease, "outcome": "completed"}]
+    response = await api.post("/api/tasks/exchange", json={"worker_id": "w1", "finished": finished})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "finished"]
+    assert "at most once" in response.json()["detail"][0]["msg"]
+    assert (await get(api, task["id"]))["status"] == "processing"
+
+
 async def test_an_exchanged_result_too_large_to_keep_fails_the_attempt_not_the_batch(
     api: httpx.AsyncClient, queue: JobQueue
 ) -> None:
