@@ -31,6 +31,15 @@ _REPORTED: dict[str, frozenset[JobStatus]] = {
 MAX_RESULT_DEPTH = 100
 
 
+#: The job fields the seed API names otherwise; the rest keep their names.
+_SEED_NAMES = {
+    "job_type": "type",
+    "metadata": "params",
+    "started_at": "claimed_at",
+    "error_message": "error",
+}
+
+
 def iso(moment: datetime | None) -> str | None:
     """An ISO 8601 UTC string, or None."""
     return None if moment is None else moment.astimezone(UTC).isoformat()
@@ -42,34 +51,18 @@ def iso_timestamp(seconds: float) -> str:
 
 
 def task_object(job: Job, *, show_lease_token: bool = True) -> dict[str, Any]:
-    """The task object every route returns for a job.
+    """The task object every route returns for a job: ``Job.to_dict`` under the seed's
+    names (``type``, ``params``, ``claimed_at``, ``error``).
 
     Args:
         job: the job.
         show_lease_token: include the lease token (worker and admin tokens only: a token
             lets its holder complete the task).
     """
-    return {
-        "id": job.id,
-        "type": job.job_type,
-        "target_id": job.target_id,
-        "status": job.status.value,
-        "params": job.metadata,
-        "priority": job.priority,
-        "retry_count": job.retry_count,
-        "max_retries": job.max_retries,
-        "attempts": job.attempts,
-        "created_at": iso(job.created_at),
-        "run_at": iso(job.run_at),
-        "claimed_at": iso(job.started_at),
-        "completed_at": iso(job.completed_at),
-        "updated_at": iso(job.updated_at),
-        "worker_id": job.worker_id,
-        "result": job.result,
-        "error": job.error_message,
-        "lease_token": job.lease_token if show_lease_token else None,
-        "lease_expires_at": iso(job.lease_expires_at),
-    }
+    task = {_SEED_NAMES.get(name, name): value for name, value in job.to_dict().items()}
+    if not show_lease_token:
+        task["lease_token"] = None
+    return task
 
 
 def held_as(job: Job, token: str | None = None) -> ClaimedJob:
