@@ -241,6 +241,10 @@ class RemoteQueue:
             status = JobStatus.COMPLETED
         else:
             status, result_json = predicted_failure(job), None
+            if not error.isascii():
+                # The server stores text only: a lone surrogate (a mis-decoded file name in
+                # an exception's message, say) would get the whole exchange refused.
+                error = error.encode("utf-8", "backslashreplace").decode("utf-8")
         return FinishedJob(
             job.id, job.lease_token, status, None, error, job.job_type, duration, result_json
         )
@@ -452,8 +456,8 @@ def _encode(body: Any) -> bytes:
 def _json_text(value: Any) -> str:
     if isinstance(value, _RawJSON):
         return value
-    # ASCII: a lone surrogate (an error message from a mis-decoded file name, say) goes out
-    # escaped, and the server answers why it refuses it, rather than failing to encode here.
+    # ASCII: text holding a lone surrogate goes out escaped, and the server answers why it
+    # refuses it, rather than this failing to encode it.
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 

@@ -215,7 +215,7 @@ def test_the_url_and_token_come_from_the_environment(monkeypatch: pytest.MonkeyP
     assert rq._token == "t0k"
 
 
-async def test_a_result_goes_out_as_the_worker_encoded_it_not_decoded_and_encoded_again() -> None:
+async def test_a_result_goes_out_as_encoded_and_an_error_as_text_the_server_can_store() -> None:
     sent: list[bytes] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -234,5 +234,5 @@ async def test_a_result_goes_out_as_the_worker_encoded_it_not_decoded_and_encode
     assert b'"result":{"n":1.50,"s":"\xc3\xa9"}}' in sent[0]
     assert server.requests[0][2]["finished"] == [
         {"id": 1, "lease_token": "tok1", "outcome": "completed", "result": {"n": 1.5, "s": "é"}},
-        {"id": 2, "lease_token": "tok2", "outcome": "failed", "error": "ValueError: café \udcff"},
+        {"id": 2, "lease_token": "tok2", "outcome": "failed", "error": "ValueError: café \\udcff"},
     ]
