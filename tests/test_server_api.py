@@ -686,12 +686,17 @@ async def test_every_route_but_health_needs_a_valid_token(api: httpx.AsyncClient
 async def test_scopes_admit_their_routes_only(api: httpx.AsyncClient) -> None:
     task = await enqueue(api, "s")
     claim_body = {"worker_id": "w", "limit": 1}
+    beat = {"worker_id": "w", "host": "h", "pid": 1, "started_at": 0, "heartbeat_interval": 5}
     routes: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
         ("POST", "/api/tasks/claim", claim_body, {"adm", "wrk"}),
         ("POST", "/api/tasks/wait", {"since": 0}, {"adm", "wrk"}),
         ("POST", "/api/tasks/exchange", {"worker_id": "w"}, {"adm", "wrk"}),
         ("POST", "/api/tasks/renew", {"worker_id": "w", "leases": []}, {"adm", "wrk"}),
         ("DELETE", "/api/workers/w", None, {"adm", "wrk"}),
+        ("POST", f"/api/tasks/{task['id']}/complete", {"worker_id": "w"}, {"adm", "wrk"}),
+        ("POST", f"/api/tasks/{task['id']}/fail", {"worker_id": "w", "error": "e"}, {"adm", "wrk"}),
+        ("POST", f"/api/tasks/{task['id']}/heartbeat", {"worker_id": "w"}, {"adm", "wrk"}),
+        ("POST", "/api/workers/heartbeat", beat, {"adm", "wrk"}),
         ("GET", f"/api/tasks/{task['id']}", None, {"adm", "wrk", "rd"}),
         ("GET", "/api/stats", None, {"adm", "rd"}),
         ("GET", "/api/tasks", None, {"adm", "rd"}),
