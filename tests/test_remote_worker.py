@@ -102,12 +102,21 @@ async def test_a_failed_remote_attempt_follows_the_servers_retry_policy(db_path:
         assert (job.status, job.retry_count, job.attempts) == (JobStatus.FAILED, 1, 2)
 
 
+class Sharing(Recording):
+    """Jobs of a few milliseconds: with no-op jobs the local worker, first to start,
+    often drained the queue before the remote one claimed anything."""
+
+    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+        await asyncio.sleep(0.002)
+        return await super().process_job(job_type, target_id, metadata)
+
+
 async def test_a_remote_and_a_local_worker_on_one_queue_run_each_job_once(db_path: Path) -> None:
     async with JobQueue(db_path) as queue:
         await queue.enqueue_many([{"job_type": "t", "target_id": f"j{i}"} for i in range(600)])
         async with live_server(queue) as url, remote(url) as rq:
-            far = Recording(rq, concurrency=8)  # type: ignore[arg-type]
-            near = Recording(queue, concurrency=8)
+            far = Sharing(rq, concurrency=8)  # type: ignore[arg-type]
+            near = Sharing(queue, concurrency=8)
             tasks = [asyncio.create_task(w.start()) for w in (far, near)]
 
             async def drained() -> bool:
@@ -117,6 +126,8 @@ async def test_a_remote_and_a_local_worker_on_one_queue_run_each_job_once(db_pat
             await asyncio.gather(far.stop(), near.stop())
             await asyncio.gather(*tasks)
         counts = Counter(far.ran + near.ran)
+        assert far.ran, "the remote worker ran jobs too"
+        assert near.ran, "the local worker ran jobs too"
         assert len(counts) == 600
         assert set(counts.values()) == {1}
         for job in await queue.list_jobs(limit=600):
