@@ -11,6 +11,7 @@ Needs httpx (``pip install 'asyncqueue[remote]'``).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -190,7 +191,7 @@ class RemoteQueue:
             return set(), []
         body: dict[str, Any] = {
             "worker_id": worker_id,
-            "finished": [_outcome_body(outcome) for outcome in sending],
+            "finished": _RawJSON(f"[{','.join(map(_outcome_body, sending))}]"),
         }
         if limit > 0:
             body["claim"] = {
@@ -240,6 +241,10 @@ class RemoteQueue:
             status = JobStatus.COMPLETED
         else:
             status, result_json = predicted_failure(job), None
+            if not error.isascii():
+                # The server stores text only: a lone surrogate (a mis-decoded file name in
+                # an exception's message, say) would get the whole exchange refused.
+                error = error.encode("utf-8", "backslashreplace").decode("utf-8")
         return FinishedJob(
             job.id, job.lease_token, status, None, error, job.job_type, duration, result_json
         )
@@ -383,7 +388,13 @@ class RemoteQueue:
         read = self._timeout if read_timeout is None else read_timeout
         timeout = httpx.Timeout(self._timeout, connect=5.0, read=read)
         try:
-            response = await client.request(method, self.api_url + path, json=body, timeout=timeout)
+            response = await client.request(
+                method,
+                self.api_url + path,
+                content=None if body is None else _encode(body),
+                headers=None if body is None else _JSON_HEADERS,
+                timeout=timeout,
+            )
         except httpx.TransportError as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code in _RETRY_STATUSES:
@@ -427,7 +438,32 @@ def _detail(response: httpx.Response) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
-def _outcome_body(outcome: FinishedJob) -> dict[str, Any]:
+class _RawJSON(str):
+    """JSON text that goes into a request body as it is (see :func:`_encode`)."""
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _encode(body: Any) -> bytes:
+    """A request body as JSON; a top-level value that is :class:`_RawJSON` goes in as it is."""
+    if not isinstance(body, dict):
+        return _json_text(body).encode()
+    fields = ",".join(f"{_json_text(key)}:{_json_text(value)}" for key, value in body.items())
+    return f"{{{fields}}}".encode()
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, _RawJSON):
+        return value
+    # ASCII: text holding a lone surrogate goes out escaped, and the server answers why it
+    # refuses it, rather than this failing to encode it.
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _outcome_body(outcome: FinishedJob) -> str:
+    """An exchange's outcome item as JSON text, the result's JSON (already encoded by the
+    worker, within the size cap) spliced in rather than decoded and encoded again."""
     body: dict[str, Any] = {
         "id": outcome.job_id,
         "lease_token": outcome.token,
@@ -435,11 +471,10 @@ def _outcome_body(outcome: FinishedJob) -> dict[str, Any]:
     }
     if outcome.error is not None:
         body["error"] = outcome.error
-    if outcome.result_json is not None:
-        import json
-
-        body["result"] = json.loads(outcome.result_json)
-    return body
+    text = _json_text(body)
+    if outcome.result_json is None:
+        return text
+    return f'{text[:-1]},"result":{outcome.result_json}}}'
 
 
 def _claimed(task: Mapping[str, Any]) -> ClaimedJob:

@@ -213,3 +213,26 @@ def test_the_url_and_token_come_from_the_environment(monkeypatch: pytest.MonkeyP
     assert rq.api_url == "http://tm.example:8000/api"
     assert rq.lease_seconds == 120.0
     assert rq._token == "t0k"
+
+
+async def test_a_result_goes_out_as_encoded_and_an_error_as_text_the_server_can_store() -> None:
+    sent: list[bytes] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        assert request.headers["content-type"] == "application/json"
+        return exchange_answer([1, 2], [])
+
+    server = Server(answer)
+    async with server.queue() as rq:
+        outcomes = [
+            rq.outcome(claimed(1), None, result_json='{"n":1.50,"s":"\u00e9"}'),
+            rq.outcome(claimed(2), "ValueError: caf\u00e9 \udcff"),
+        ]
+        await rq.finish_and_claim(outcomes, worker_id="w", limit=0)
+    # 1.50 would read back as 1.5 had the text been decoded and encoded again.
+    assert b'"result":{"n":1.50,"s":"\xc3\xa9"}}' in sent[0]
+    assert server.requests[0][2]["finished"] == [
+        {"id": 1, "lease_token": "tok1", "outcome": "completed", "result": {"n": 1.5, "s": "é"}},
+        {"id": 2, "lease_token": "tok2", "outcome": "failed", "error": "ValueError: café \\udcff"},
+    ]

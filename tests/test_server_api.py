@@ -437,6 +437,72 @@ async def test_exchange_applies_completed_failed_and_released_outcomes_and_claim
     assert await queue.get_job_history(a["id"]) == history
 
 
+async def test_an_exchange_reads_the_jobs_it_fails_or_releases_in_one_query(
+    api: httpx.AsyncClient, queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for target in "abcdef":
+        await enqueue(api, target)
+    tasks = (await claim(api, limit=6))["tasks"]
+    reads: list[list[int]] = []
+    real_get_jobs = queue.get_jobs
+
+    async def get_jobs(job_ids: Any) -> Any:
+        reads.append(list(job_ids))
+        return await real_get_jobs(reads[-1])
+
+    async def get_job(job_id: int) -> None:
+        raise AssertionError("an exchange reads no job on its own")
+
+    monkeypatch.setattr(queue, "get_jobs", get_jobs)
+    monkeypatch.setattr(queue, "get_job", get_job)
+    kinds = ["failed", "released", "failed", "completed", "released", "completed"]
+    finished = [
+        {"id": t["id"], "lease_token": t["lease_token"], "outcome": kind, "error": "e"}
+        for t, kind in zip(tasks, kinds, strict=True)
+    ]
+    body = (
+        await api.post("/api/tasks/exchange", json={"worker_id": "w1", "finished": finished})
+    ).json()
+    assert body["applied"] == sorted(t["id"] for t in tasks)
+    unfinished = [t["id"] for t, kind in zip(tasks, kinds, strict=True) if kind != "completed"]
+    assert [ids for ids in reads if ids] == [unfinished]
+    monkeypatch.undo()
+    statuses = [(await get(api, t["id"]))["status"] for t in tasks]
+    assert statuses == [
+        "retry_scheduled",
+        "pending",
+        "retry_scheduled",
+        "completed",
+        "pending",
+        "completed",
+    ]
+
+    # Repeated (their answer was lost): what applied before is read back in one query too.
+    monkeypatch.setattr(queue, "get_jobs", get_jobs)
+    monkeypatch.setattr(queue, "get_job", get_job)
+    reads.clear()
+    again = [item for item in finished if item["outcome"] != "released"]
+    body = (
+        await api.post("/api/tasks/exchange", json={"worker_id": "w1", "finished": again})
+    ).json()
+    assert body["applied"] == sorted(item["id"] for item in again)
+    assert len([ids for ids in reads if ids]) == 2, reads
+
+
+async def test_an_exchange_naming_a_task_twice_is_422_and_applies_nothing(
+    api: httpx.AsyncClient,
+) -> None:
+    await enqueue(api, "twice")
+    task = await claim(api)
+    lease = {"id": task["id"], "lease_token": task["lease_token"]}
+    finished = [{**lease, "outcome": "failed", "error": "e"}, {**lease, "outcome": "completed"}]
+    response = await api.post("/api/tasks/exchange", json={"worker_id": "w1", "finished": finished})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "finished"]
+    assert "at most once" in response.json()["detail"][0]["msg"]
+    assert (await get(api, task["id"]))["status"] == "processing"
+
+
 async def test_an_exchanged_result_too_large_to_keep_fails_the_attempt_not_the_batch(
     api: httpx.AsyncClient, queue: JobQueue
 ) -> None:
@@ -620,12 +686,17 @@ async def test_every_route_but_health_needs_a_valid_token(api: httpx.AsyncClient
 async def test_scopes_admit_their_routes_only(api: httpx.AsyncClient) -> None:
     task = await enqueue(api, "s")
     claim_body = {"worker_id": "w", "limit": 1}
+    beat = {"worker_id": "w", "host": "h", "pid": 1, "started_at": 0, "heartbeat_interval": 5}
     routes: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
         ("POST", "/api/tasks/claim", claim_body, {"adm", "wrk"}),
         ("POST", "/api/tasks/wait", {"since": 0}, {"adm", "wrk"}),
         ("POST", "/api/tasks/exchange", {"worker_id": "w"}, {"adm", "wrk"}),
         ("POST", "/api/tasks/renew", {"worker_id": "w", "leases": []}, {"adm", "wrk"}),
         ("DELETE", "/api/workers/w", None, {"adm", "wrk"}),
+        ("POST", f"/api/tasks/{task['id']}/complete", {"worker_id": "w"}, {"adm", "wrk"}),
+        ("POST", f"/api/tasks/{task['id']}/fail", {"worker_id": "w", "error": "e"}, {"adm", "wrk"}),
+        ("POST", f"/api/tasks/{task['id']}/heartbeat", {"worker_id": "w"}, {"adm", "wrk"}),
+        ("POST", "/api/workers/heartbeat", beat, {"adm", "wrk"}),
         ("GET", f"/api/tasks/{task['id']}", None, {"adm", "wrk", "rd"}),
         ("GET", "/api/stats", None, {"adm", "rd"}),
         ("GET", "/api/tasks", None, {"adm", "rd"}),

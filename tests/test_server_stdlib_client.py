@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from cli_helpers import ROOT, Background, cli, cli_env, user_error, wait_until, with_queue
 from stdlib_client import SeedClient
 
@@ -153,3 +154,14 @@ def test_the_readme_shows_the_stdlib_example_worker_as_it_is() -> None:
     example = (ROOT / "examples" / "stdlib_remote_worker.py").read_text(encoding="utf-8")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"```python\n{example}```\n" in readme
+
+
+@pytest.mark.postgres_only
+def test_serve_on_a_database_url_does_not_print_its_password(db_path: str) -> None:
+    url = db_path.replace("postgres@", "postgres:not-a-real-secret@", 1)
+    assert "not-a-real-secret" in url, "the URL names the user postgres"
+    with Background(url, "serve", "--port", "0", "--token", TOKEN) as run:
+        line = run.wait_for_line("asyncqueue serve: http://127.0.0.1:")
+        stop(run)
+    assert "postgres:***@" in line
+    assert "not-a-real-secret" not in "".join(run.output("stderr"))

@@ -9,6 +9,7 @@ import click
 
 from asyncqueue.cli.context import App, CLIError, CLIUsageError, pass_app
 from asyncqueue.cli.worker import configure_logging
+from asyncqueue.config import redacted
 from asyncqueue.errors import ConfigurationError
 
 _LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -83,7 +84,7 @@ def serve(
         api = create_app(app.queue(), tokens=tokens, insecure=insecure)
     except ConfigurationError as exc:
         raise CLIUsageError(str(exc)) from None
-    queue_path = os.fspath(api.state.queue.path)
+    queue_path = redacted(os.fspath(api.state.queue.path))  # a database URL's password
 
     def announce(url: str) -> None:
         click.echo(f"asyncqueue serve: {url} on {queue_path}; Ctrl-C or SIGTERM stops it", err=True)

@@ -15,7 +15,7 @@ import structlog
 
 from asyncqueue.cli.context import App, CLIUsageError, pass_app, run
 from asyncqueue.cli.render import plural
-from asyncqueue.protocol import WorkerQueue
+from asyncqueue.config import redacted
 from asyncqueue.queue import JobQueue
 from asyncqueue.remote import RemoteQueue
 from asyncqueue.signals import stop_on_signals
@@ -118,8 +118,8 @@ def _announce(worker: QueueWorker) -> Callable[[signal.Signals, int], None]:
     return on_signal
 
 
-def _where(queue: WorkerQueue) -> str:
-    return queue.api_url if isinstance(queue, RemoteQueue) else getattr(queue, "path", "?")
+def _where(queue: JobQueue | RemoteQueue) -> str:
+    return queue.api_url if isinstance(queue, RemoteQueue) else redacted(str(queue.path))
 
 
 async def _run_worker(
@@ -248,7 +248,9 @@ def worker(
     )
     cls = load_worker_class(spec)
     configure_logging(log_level)
-    remote = None if url is None else _options(api_url=url, token=token)
-    if remote is not None and reconnect_seconds is not None:
-        remote["reconnect_seconds"] = reconnect_seconds
+    remote = (
+        None
+        if url is None
+        else _options(api_url=url, token=token, reconnect_seconds=reconnect_seconds)
+    )
     click.echo(run(_run_worker(app, cls, spec, options, remote)), err=True)

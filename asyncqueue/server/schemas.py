@@ -12,7 +12,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+)
 
 #: Largest id or counter SQLite stores as an integer.
 MAX_INT64 = 2**63 - 1
@@ -146,6 +154,14 @@ class ExchangeBody(_Body):
     finished: list[FinishedItem] = Field(default_factory=list, max_length=10_000)
     claim: ClaimSpec | None = None
     holding: list[LeaseItem] | None = Field(default=None, max_length=100_000)
+
+    @field_validator("finished")
+    @classmethod
+    def _one_outcome_per_task(cls, finished: list[FinishedItem]) -> list[FinishedItem]:
+        # Two outcomes for one task cannot both apply, and ``applied`` could not say which.
+        if len({item.id for item in finished}) != len(finished):
+            raise ValueError("must name each task at most once")
+        return finished
 
 
 class RenewBody(_Body):

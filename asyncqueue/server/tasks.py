@@ -31,6 +31,15 @@ _REPORTED: dict[str, frozenset[JobStatus]] = {
 MAX_RESULT_DEPTH = 100
 
 
+#: The job fields the seed API names otherwise; the rest keep their names.
+_SEED_NAMES = {
+    "job_type": "type",
+    "metadata": "params",
+    "started_at": "claimed_at",
+    "error_message": "error",
+}
+
+
 def iso(moment: datetime | None) -> str | None:
     """An ISO 8601 UTC string, or None."""
     return None if moment is None else moment.astimezone(UTC).isoformat()
@@ -42,34 +51,18 @@ def iso_timestamp(seconds: float) -> str:
 
 
 def task_object(job: Job, *, show_lease_token: bool = True) -> dict[str, Any]:
-    """The task object every route returns for a job.
+    """The task object every route returns for a job: ``Job.to_dict`` under the seed's
+    names (``type``, ``params``, ``claimed_at``, ``error``).
 
     Args:
         job: the job.
         show_lease_token: include the lease token (worker and admin tokens only: a token
             lets its holder complete the task).
     """
-    return {
-        "id": job.id,
-        "type": job.job_type,
-        "target_id": job.target_id,
-        "status": job.status.value,
-        "params": job.metadata,
-        "priority": job.priority,
-        "retry_count": job.retry_count,
-        "max_retries": job.max_retries,
-        "attempts": job.attempts,
-        "created_at": iso(job.created_at),
-        "run_at": iso(job.run_at),
-        "claimed_at": iso(job.started_at),
-        "completed_at": iso(job.completed_at),
-        "updated_at": iso(job.updated_at),
-        "worker_id": job.worker_id,
-        "result": job.result,
-        "error": job.error_message,
-        "lease_token": job.lease_token if show_lease_token else None,
-        "lease_expires_at": iso(job.lease_expires_at),
-    }
+    task = {_SEED_NAMES.get(name, name): value for name, value in job.to_dict().items()}
+    if not show_lease_token:
+        task["lease_token"] = None
+    return task
 
 
 def held_as(job: Job, token: str | None = None) -> ClaimedJob:
@@ -253,28 +246,37 @@ async def exchange(
         The ids whose outcome applied now or had been applied by the same lease before (a
         repeat after a lost answer), ascending; and the claimed jobs.
     """
-    finished: list[FinishedJob] = []
-    expected: dict[int, tuple[str, frozenset[JobStatus]]] = {}
+    items: list[tuple[Outcome, str, str | None, str | None]] = []
     for item in outcomes:
-        kind, error, result_json = item.kind, item.error, None
+        kind: str = item.kind
+        error, result_json = item.error, None
         if kind == "completed" and item.result is not None:
             try:
                 result_json = encode_task_result(item.result, queue.max_result_bytes)
             except ValidationError as exc:
                 # What a local worker records when its job returns a result too large.
                 kind, error = "failed", describe_exception(exc)
-        outcome = await _exchange_outcome(queue, item, kind, error, result_json)
+        items.append((item, kind, error, result_json))
+    # Failures need the job's retry count for the retry policy, and both failures and
+    # releases its type for the history: those jobs are read, all in one query.
+    unread = [item.id for item, kind, _, _ in items if kind != "completed"]
+    jobs = {job.id: job for job in await queue.get_jobs(unread)}
+    finished: list[FinishedJob] = []
+    expected: dict[int, tuple[str, frozenset[JobStatus]]] = {}
+    for item, kind, error, result_json in items:
+        outcome = _exchange_outcome(queue, item, kind, error, result_json, jobs.get(item.id))
         if outcome is not None:
             finished.append(outcome)
             expected[item.id] = (item.lease_token, _OUTCOME_STATUSES[kind])
     applied, claimed = await queue.finish_and_claim(
         finished, worker_id=worker_id, limit=limit, strategy=strategy, job_types=job_types
     )
-    for job_id, (token, statuses) in expected.items():
-        if job_id not in applied:
-            job = await queue.get_job(job_id)
-            if job is not None and job.lease_token == token and job.status in statuses:
-                applied.add(job_id)
+    # An outcome not applied now may be the repeat of one applied before (a lost answer).
+    missed = [job_id for job_id in expected if job_id not in applied]
+    for job in await queue.get_jobs(missed):
+        token, statuses = expected[job.id]
+        if job.lease_token == token and job.status in statuses:
+            applied.add(job.id)
     if holding is not None:
         known = {*holding, *((job.id, job.lease_token) for job in claimed)}
         await release_unknown(queue, worker_id, known)
@@ -316,14 +318,17 @@ _OUTCOME_STATUSES: dict[str, frozenset[JobStatus]] = {
 }
 
 
-async def _exchange_outcome(
-    queue: JobQueue, item: Outcome, kind: str, error: str | None, result_json: str | None
+def _exchange_outcome(
+    queue: JobQueue,
+    item: Outcome,
+    kind: str,
+    error: str | None,
+    result_json: str | None,
+    job: Job | None,
 ) -> FinishedJob | None:
+    """The outcome to apply; ``job`` is the job as read (needed unless it completed)."""
     if kind == "completed":
         return FinishedJob(item.id, item.lease_token, JobStatus.COMPLETED, result_json=result_json)
-    # Failures need the job's retry count for the retry policy, and both these outcomes its
-    # type for the history: they are rare enough to read the job.
-    job = await queue.get_job(item.id)
     if job is None:
         return None
     held = held_as(job, item.lease_token)
