@@ -666,6 +666,10 @@ def describe_exception(exc: BaseException) -> str:
         message = str(exc)
     except Exception:  # noqa: BLE001 - a broken __str__ must not lose the failure
         message = "<exception message could not be rendered>"
+    if not message.isascii():
+        # A lone surrogate (undecodable bytes read with surrogateescape) cannot be stored
+        # as UTF-8 text: it is kept backslash-escaped instead of failing the write.
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 

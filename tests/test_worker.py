@@ -70,6 +70,8 @@ class Scripted(QueueWorker):
             raise ValueError(f"boom {target_id}")
         if job_type == "unprintable":
             raise UnprintableError
+        if job_type == "surrogate":  # bytes decoded with surrogateescape, say a file name
+            raise ValueError(b"bad \xff name".decode("utf-8", "surrogateescape"))
         if job_type == "awaits_cancelled":  # e.g. awaits a task someone else cancelled
             future = asyncio.get_running_loop().create_future()
             future.cancel()
@@ -367,6 +369,17 @@ async def test_an_exception_that_cannot_be_printed_does_not_stop_the_worker(
     queue: JobQueue,
 ) -> None:
     await check_worker_survives(queue, "unprintable")
+
+
+async def test_an_error_message_that_is_not_valid_unicode_is_kept_escaped(
+    queue: JobQueue,
+) -> None:
+    job_id = await queue.enqueue("surrogate", "x", max_retries=0)
+    assert await Scripted(queue).run_until_idle() == 1
+    job = await queue.get_job(job_id)
+    assert job is not None
+    assert job.status is JobStatus.FAILED
+    assert job.error_message == "ValueError: bad \\udcff name"
 
 
 async def test_a_job_raising_cancelled_error_does_not_stop_the_worker(queue: JobQueue) -> None:
