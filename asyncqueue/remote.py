@@ -275,8 +275,12 @@ class RemoteQueue:
         return held
 
     async def record_worker(self, worker: WorkerRecord) -> None:
-        """Send the worker's heartbeat (the server stamps it with its own time)."""
-        await self._post(
+        """Send the worker's heartbeat (the server stamps it with its own time).
+
+        The answer carries the server's lease length, which :attr:`lease_seconds` then
+        reports: the worker plans its renewals by the lease the server actually gives.
+        """
+        answer = await self._post(
             "/workers/heartbeat",
             {
                 "worker_id": worker.worker_id,
@@ -288,6 +292,9 @@ class RemoteQueue:
                 "jobs_failed": worker.jobs_failed,
             },
         )
+        lease = answer.get("lease_seconds")
+        if isinstance(lease, int | float) and not isinstance(lease, bool) and 0 < lease < 1e9:
+            self._lease_seconds = float(lease)
 
     async def remove_worker(self, worker_id: str) -> None:
         """Tell the server the worker stopped."""

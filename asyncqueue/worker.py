@@ -109,6 +109,9 @@ class QueueWorker:
             "shutdown_grace_period", shutdown_grace_period
         )
         lease = queue.lease_seconds
+        #: Whether the interval follows the lease (recomputed once a remote queue has
+        #: learnt the server's lease from the first heartbeat).
+        self._heartbeat_follows_lease = heartbeat_interval is None
         self.heartbeat_interval = (
             min(lease / 3, MAX_HEARTBEAT_INTERVAL)
             if heartbeat_interval is None
@@ -237,6 +240,7 @@ class QueueWorker:
             await self.queue.open()
             self._started_at = self.clock.now()
             await self._heartbeat()
+            self._fit_heartbeat_to_lease()
             await self.queue.recover_stale_jobs()
             self.queue.add_enqueue_listener(self._on_new_work)
             self._log.info("worker.started", concurrency=self.concurrency, burst=burst)
@@ -253,6 +257,19 @@ class QueueWorker:
             self._finished.set()
         if self._fatal is not None:
             raise self._fatal
+
+    def _fit_heartbeat_to_lease(self) -> None:
+        """Renew at a third of the lease the queue reports now (a server's, once known)."""
+        lease = self.queue.lease_seconds
+        if self._heartbeat_follows_lease:
+            self.heartbeat_interval = min(lease / 3, MAX_HEARTBEAT_INTERVAL)
+        elif self.heartbeat_interval >= lease:
+            self._log.warning(
+                "worker.heartbeat_too_slow",
+                heartbeat_interval=self.heartbeat_interval,
+                lease_seconds=lease,
+                detail="leases expire between renewals; jobs will be taken back",
+            )
 
     def _reset_run_state(self) -> None:
         self._finished.clear()

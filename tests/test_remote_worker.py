@@ -506,3 +506,20 @@ async def test_the_server_takes_back_a_silent_workers_lease_and_fences_its_late_
             "w2",
             2,
         )
+
+
+async def test_a_remote_worker_renews_by_the_lease_the_server_gives(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QUEUE_JOB_TIMEOUT_MINUTES", raising=False)
+    queue = JobQueue(db_path, job_timeout_minutes=0.05)  # a 3 s lease
+    async with queue, live_server(queue) as url, remote(url) as rq:
+        assert rq.lease_seconds == 1800.0  # the client's guess: the default lease
+        worker = Producing(rq)
+        assert worker.heartbeat_interval == 10.0
+        await worker.run_until_idle()
+        assert rq.lease_seconds == 3.0
+        assert worker.heartbeat_interval == 1.0
+        pinned = Producing(rq, heartbeat_interval=0.5)
+        await pinned.run_until_idle()
+        assert pinned.heartbeat_interval == 0.5  # an interval given stays

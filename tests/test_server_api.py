@@ -563,7 +563,7 @@ async def test_worker_heartbeat_registers_a_remote_worker_and_delete_forgets_it(
         "jobs_failed": 1,
     }
     response = await api.post("/api/workers/heartbeat", json=beat)
-    assert response.json() == {"status": "success", "state": "running"}
+    assert response.json() == {"status": "success", "state": "running", "lease_seconds": LEASE}
     workers = (await api.get("/api/workers", headers=READ)).json()["workers"]
     assert [(w["worker_id"], w["jobs_processed"], w["alive"]) for w in workers] == [
         ("remote-1", 7, True)

@@ -201,7 +201,9 @@ def _add_worker_routes(
                 jobs_failed=body.jobs_failed,
             )
         )
-        return JSONResponse({"status": "success", "state": "running"})
+        return JSONResponse(
+            {"status": "success", "state": "running", "lease_seconds": queue.lease_seconds}
+        )
 
     @router.delete("/workers/{worker_id}", tags=["worker"])
     async def remove_worker(
