@@ -26,7 +26,7 @@ from asyncqueue import (
     QueueWorker,
     SchemaVersionError,
 )
-from asyncqueue.config import resolve_settings
+from asyncqueue.config import redacted, resolve_settings
 
 pytestmark = pytest.mark.postgres_only
 
@@ -47,6 +47,25 @@ def test_urls_select_postgres_and_stay_as_given(backend: str) -> None:
         assert JobQueue(url).backend == "postgres"
     assert "secret" not in repr(JobQueue("postgresql://u:secret@h:5/db"))
     assert JobQueue("relative/queue.db").backend == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:secret@h:5/db", "postgresql://u:***@h:5/db"),
+        ("postgresql://u:secret@h:nope/db", "postgresql://u:***@h:nope/db"),
+        ("postgresql://u:secret@h1:5,h2:6/db", "postgresql://u:***@h1:5,h2:6/db"),
+        ("postgresql://u:secret@[::1]:5/db", "postgresql://u:***@[::1]:5/db"),
+        ("postgresql://u:sec@ret@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db?sslmode=disable&password=secret", None),
+        ("postgres://u@h/db?sslmode=disable", "postgres://u@h/db?sslmode=disable"),
+    ],
+)
+def test_redacted_hides_every_password(backend: str, url: str, shown: str | None) -> None:
+    assert "secret" not in redacted(url)
+    assert "ret@" not in redacted(url)
+    if shown is not None:
+        assert redacted(url) == shown
 
 
 async def test_queue_db_path_may_be_a_url(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
