@@ -117,6 +117,24 @@ async def test_an_unreachable_server_raises_database_open_error(backend: str) ->
     assert "pw" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:secret@127.0.0.1:nope/postgres",
+        "postgresql://postgres@127.0.0.1/postgres?password=secret&sslmode=bogus",
+    ],
+)
+async def test_a_malformed_url_fails_at_once_without_its_password(backend: str, url: str) -> None:
+    """A bad port or option is no connection failure: no retrying, no password shown."""
+    from asyncqueue import DatabaseOpenError
+
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(DatabaseOpenError, match="cannot connect") as info:
+        await JobQueue(url).open()
+    assert asyncio.get_running_loop().time() - started < 2.0
+    assert "secret" not in str(info.value)
+
+
 # -- transactional enqueue -----------------------------------------------------------------
 
 

@@ -44,7 +44,8 @@ def is_transient(exc: BaseException) -> bool:
     A server restart, ``pg_terminate_backend``, a network cut, a server still starting up,
     and deadlocks or serialisation failures, which PostgreSQL asks the client to retry.
     """
-    if isinstance(exc, asyncpg.QueryCanceledError):
+    # A bad URL or option (an InterfaceError too): no retry makes it good.
+    if isinstance(exc, asyncpg.QueryCanceledError | asyncpg.ClientConfigurationError):
         return False
     # A connection left mid-exchange by a lost server ("another operation is in progress").
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
