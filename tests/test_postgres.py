@@ -212,15 +212,28 @@ async def test_a_committed_transactional_enqueue_wakes_a_worker(
         await task
 
 
-async def test_without_listen_workers_poll(db_path: str) -> None:
-    async with JobQueue(db_path, listen=False) as here, JobQueue(db_path) as there:
+async def test_without_listen_workers_poll(db_path: str, pg_schema: str, app_conn: Any) -> None:
+    """listen=False (PgBouncer transaction pooling): no LISTEN connection, no NOTIFY sent."""
+    heard: list[str] = []
+    await app_conn.add_listener(f"asyncqueue_{pg_schema}", lambda *args: heard.append(args[3]))
+    async with JobQueue(db_path, listen=False) as here:
         worker = Recording(here, poll_interval=0.05)
         task = asyncio.create_task(worker.start())
-        await asyncio.sleep(0.1)
-        job_id = await there.enqueue("t", "polled")
+        await asyncio.sleep(0.3)
+        listening = await app_conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+            "AND query ILIKE 'LISTEN%'",
+            f"asyncqueue:{pg_schema}",
+        )
+        assert listening == 0
+        job_id = await here.enqueue("t", "polled")
+        await here.enqueue_many([{"job_type": "t", "target_id": "polled-too"}])
         await wait_for_status(here, job_id, JobStatus.COMPLETED)
         await worker.stop()
         await task
+        await asyncio.sleep(0.1)  # a NOTIFY would have arrived by now
+        assert heard == []
+        assert sorted(worker.ran) == ["polled", "polled-too"]
 
 
 # -- lost connections -------------------------------------------------------------------------
