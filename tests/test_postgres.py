@@ -174,6 +174,31 @@ async def test_connection_must_be_an_asyncpg_connection(queue: JobQueue) -> None
         await queue.enqueue("t", "a", connection=object())
 
 
+async def test_a_closed_or_aborted_app_connection_is_a_clear_error(
+    queue: JobQueue, db_path: str
+) -> None:
+    from asyncqueue import DatabaseError
+
+    closed = await asyncpg.connect(db_path)
+    await closed.close()
+    with pytest.raises(ConfigurationError, match="closed"):
+        await queue.enqueue("t", "a", connection=closed)
+    with pytest.raises(ConfigurationError, match="closed"):
+        await queue.enqueue_many([{"job_type": "t", "target_id": "b"}], connection=closed)
+    conn = await asyncpg.connect(db_path)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await conn.execute("SELECT 1 / 0")
+        with pytest.raises(DatabaseError, match="aborted"):
+            await queue.enqueue("t", "c", connection=conn)
+        await transaction.rollback()
+    finally:
+        await conn.close()
+    assert (await queue.get_queue_stats()).total_jobs == 0
+
+
 async def test_connection_on_sqlite_is_a_configuration_error(tmp_path: Path) -> None:
     async with JobQueue(tmp_path / "q.db") as queue:
         with pytest.raises(ConfigurationError, match="PostgreSQL"):

@@ -167,11 +167,14 @@ class PostgresStorage:
             raise ConfigurationError(
                 f"connection must be an asyncpg connection, got {type(connection).__name__}"
             )
+        if connection.is_closed():
+            raise ConfigurationError("connection is closed: pass an open asyncpg connection")
         batch = [(job, now) for job in jobs]
         try:
             # Its own NOTIFY, always: it is delivered at the caller's commit, whenever that is.
             return await self._insert_on(connection, batch, notify=self._settings.listen)
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # Not retried: the caller's transaction is the caller's to run again.
             raise translate(exc, self._url) from exc
 
     async def _insert_batch(self, batch: Sequence[tuple[NewJob, float]]) -> list[JobId]:
