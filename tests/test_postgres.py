@@ -347,6 +347,51 @@ async def test_a_read_after_the_server_dropped_the_pool_reconnects(
         assert os.environ["QUEUE_DB_SCHEMA"] == pg_schema
 
 
+async def test_a_cancelled_call_drops_only_its_own_connection(
+    db_path: str, pg_schema: str, app_conn: Any
+) -> None:
+    """A caller's timeout mid-statement must not expire the rest of the pool."""
+
+    async def backends() -> set[int]:
+        found = await app_conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            f"asyncqueue:{pg_schema}",
+        )
+        return {row[0] for row in found}
+
+    async with JobQueue(db_path) as queue:
+        job_id = await queue.enqueue("t", "locked")
+        await asyncio.gather(*(queue.get_queue_stats() for _ in range(6)))
+        before = await backends()
+        assert len(before) > 1
+        transaction = app_conn.transaction()
+        await transaction.start()
+        await app_conn.execute(f'SELECT 1 FROM "{pg_schema}".jobs WHERE id = $1 FOR UPDATE', job_id)
+        blocked = asyncio.create_task(queue.cancel_job(job_id))
+
+        async def waiting() -> bool:
+            return bool(
+                await app_conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+                    "AND wait_event_type = 'Lock'",
+                    f"asyncqueue:{pg_schema}",
+                )
+            )
+
+        await wait_until(waiting, "the cancel to wait for the row lock")
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        await transaction.rollback()
+        await asyncio.gather(*(queue.get_queue_stats() for _ in range(6)))
+        kept = before & await backends()
+        assert len(kept) >= len(before) - 1
+        # The server may still have run the abandoned statement: its outcome is unknown.
+        job = await queue.get_job(job_id)
+        assert job is not None
+        assert job.status in (JobStatus.PENDING, JobStatus.CANCELLED)
+
+
 async def test_a_burst_of_enqueues_notifies_less_and_still_wakes_a_worker(
     db_path: str, pg_schema: str, app_conn: Any
 ) -> None:

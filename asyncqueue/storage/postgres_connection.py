@@ -157,11 +157,15 @@ class Database:
                     await on_retry(conn)
                 return await op(conn)
             except BaseException as exc:
-                if is_transient(exc) or isinstance(exc, asyncio.CancelledError):
-                    # Never back into the pool, and the pool's other connections are
-                    # likely dead too (a server restart): each is replaced on next use.
+                transient = is_transient(exc)
+                if transient or isinstance(exc, asyncio.CancelledError):
+                    # Left mid-exchange: never back into the pool.
                     with contextlib.suppress(asyncpg.InterfaceError):
                         conn.terminate()
+                if transient:
+                    # The pool's other connections are likely dead too (a server restart):
+                    # each is replaced on next use. Not on a mere cancellation (a caller's
+                    # timeout), which would drop every healthy connection with it.
                     await pool.expire_connections()
                 raise
             finally:
