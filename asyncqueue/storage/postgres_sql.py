@@ -373,11 +373,17 @@ def finish_and_claim_sql(
 
 #: The outcomes among ``:ids`` already recorded under their token (a retried exchange whose
 #: first try committed but whose answer was lost with the connection).
+#: One primary-key probe per outcome (LATERAL): as a join, a batch of a few thousand
+#: outcomes made the planner merge-join the whole table.
 ALREADY_FINISHED = """
-SELECT j.id FROM __schema__.jobs AS j
-JOIN unnest(:ids::bigint[], :tokens::text[], :statuses::text[]) AS d(id, token, status)
-    ON j.id = d.id AND j.lease_token = d.token AND j.status = d.status
-WHERE j.status <> 'processing'
+SELECT done.id
+FROM unnest(:ids::bigint[], :tokens::text[], :statuses::text[]) AS d(id, token, status)
+CROSS JOIN LATERAL (
+    SELECT j.id FROM __schema__.jobs AS j
+    WHERE j.id = d.id AND j.lease_token = d.token AND j.status = d.status
+        AND j.status <> 'processing'
+    LIMIT 1  -- keeps the subquery a probe: the planner would flatten it into a join
+) AS done
 """
 
 #: The jobs a lost try of an exchange claimed (their tokens start with its claim id).
