@@ -392,6 +392,52 @@ async def test_a_cancelled_call_drops_only_its_own_connection(
         assert job.status in (JobStatus.PENDING, JobStatus.CANCELLED)
 
 
+async def test_an_exchange_whose_answer_was_lost_is_neither_lost_nor_applied_twice(
+    queue: JobQueue,
+) -> None:
+    """The exchange commits, then its connection dies before the answer arrives: the retry
+    learns what the lost try did (its outcomes and its claims) instead of doing it again."""
+    from asyncqueue.storage.postgres import PostgresStorage
+
+    ids = [
+        int(i)
+        for i in await queue.enqueue_many(
+            [{"job_type": "t", "target_id": f"j{n}", "priority": 1 + n} for n in range(6)]
+        )
+    ]
+    held = await queue.claim("A", limit=2)
+    storage = queue._storage
+    assert isinstance(storage, PostgresStorage)
+    real_fetch = storage._fetch
+    lost: list[list[Any]] = []
+
+    async def fetch(conn: Any, statement: str, **params: Any) -> list[Any]:
+        found = await real_fetch(conn, statement, **params)
+        if "claimed AS" in statement and not lost:
+            lost.append(found)
+            raise asyncpg.ConnectionDoesNotExistError("the answer was lost")
+        return found
+
+    storage._fetch = fetch  # type: ignore[method-assign]
+    outcomes = [queue.outcome(held[0], None), queue.outcome(held[1], "boom")]
+    applied, claimed = await queue.finish_and_claim(outcomes, worker_id="A", limit=2)
+    assert lost, "the exchange ran"
+    assert applied == {held[0].id, held[1].id}
+    lost_claims = sorted(row[1] for row in lost[0] if row[0])
+    assert [j.id for j in claimed] == lost_claims == ids[2:4]
+    processing = await queue.list_jobs(status=JobStatus.PROCESSING)
+    assert sorted(j.id for j in processing) == lost_claims
+    done = await queue.get_job(held[0].id)
+    assert done is not None
+    assert done.status is JobStatus.COMPLETED
+    assert done.lease_token == held[0].lease_token
+    events = [e.event for e in await queue.get_job_history(held[0].id)]
+    assert events == ["enqueued", "claimed", "completed"]
+    retried = await queue.get_job(held[1].id)
+    assert retried is not None
+    assert (retried.status, retried.retry_count) == (JobStatus.RETRY_SCHEDULED, 1)
+
+
 async def test_a_burst_of_enqueues_notifies_less_and_still_wakes_a_worker(
     db_path: str, pg_schema: str, app_conn: Any
 ) -> None:
