@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from asyncqueue.errors import ConfigurationError
 from asyncqueue.retry import RetryPolicy
@@ -61,15 +60,25 @@ def is_postgres_url(path: str) -> bool:
 
 
 def redacted(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` without its password, for messages and logs.
+
+    Works on the text alone, so it cannot fail on a URL the driver would refuse (a bad
+    port) or that :func:`urllib.parse.urlsplit` reads wrongly (several hosts, an IPv6
+    host): the password after ``user:`` and a ``password=`` query parameter are hidden.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ""
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = userinfo.split(":", 1)[0] + ":***@" + hosts
+    tail = _QUERY_PASSWORD.sub(r"\1***", tail)
+    return f"{scheme}://{netloc}{tail}"
+
+
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,8 +39,10 @@ from asyncqueue.storage.base import FinishedJob, Strategy
 from asyncqueue.storage.sqlite_connection import SQLiteWriter, rows
 from asyncqueue.validation import NewJob
 
-# SQLite's writer: group commits and merged statements: nothing of it exists on PostgreSQL.
-pytestmark = pytest.mark.sqlite_only
+# Most of this module is SQLite's writer (group commits, merged statements, its query plans)
+# or reads the SQLite file directly: those tests are marked. Claim order, delayed jobs and
+# the claim's text round trip are the queue's promises on both backends.
+_SQLITE = pytest.mark.sqlite_only
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LEASE_SECONDS = 30 * 60.0  # the default job_timeout_minutes, as the queue fixture uses it
@@ -59,6 +61,7 @@ def raw_jobs(db: Path) -> dict[int, dict[str, Any]]:
 # -- batched completions ----------------------------------------------------------------
 
 
+@_SQLITE
 async def test_one_batch_applies_exactly_the_right_transition_to_each_job(
     queue: JobQueue, clock: ManualClock, db_path: Path
 ) -> None:
@@ -243,6 +246,7 @@ async def test_one_batch_applies_exactly_the_right_transition_to_each_job(
     )
 
 
+@_SQLITE
 async def test_completions_go_out_together_beside_other_outcomes_and_clear_old_errors(
     queue: JobQueue, clock: ManualClock, db_path: Path
 ) -> None:
@@ -293,6 +297,7 @@ async def test_completions_go_out_together_beside_other_outcomes_and_clear_old_e
         assert history == ["enqueued", "claimed", "completed"], name
 
 
+@_SQLITE
 async def test_an_exchange_naming_a_lost_lease_is_undone_and_applied_exactly_once(
     queue: JobQueue, db_path: Path
 ) -> None:
@@ -395,6 +400,7 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
+@_SQLITE  # reads the SQLite file; test_exactly_once kills workers on both
 async def test_a_crash_between_claim_and_batched_completion_loses_nothing(db_path: Path) -> None:
     # The child uses the real clock; this process a manual one starting at real time, moved
     # by hand to just before and just after the leases the child left behind.
@@ -526,6 +532,7 @@ def assert_rejected_by_database(result: object) -> None:
     assert "json_valid" in str(result)
 
 
+@_SQLITE
 async def test_a_write_rejected_by_the_database_fails_only_its_caller_in_a_group(
     queue: JobQueue, clock: ManualClock, db_path: Path
 ) -> None:
@@ -601,6 +608,7 @@ async def test_a_write_rejected_by_the_database_fails_only_its_caller_in_a_group
     assert count_by_type(db_path) == {"good": 20, "batch": 3, "held": 1, "after": 4}
 
 
+@_SQLITE
 async def test_pipelined_writes_queue_in_the_thread_each_its_own_transaction(
     queue: JobQueue, clock: ManualClock, db_path: Path
 ) -> None:
@@ -658,6 +666,7 @@ async def test_pipelined_writes_queue_in_the_thread_each_its_own_transaction(
     assert count_by_type(db_path) == {"p": 3, "g": 1}
 
 
+@_SQLITE
 async def test_a_rejected_multi_row_insert_rolls_back_only_its_rows_in_a_group(
     queue: JobQueue, clock: ManualClock, db_path: Path
 ) -> None:
@@ -700,6 +709,7 @@ async def test_a_rejected_multi_row_insert_rolls_back_only_its_rows_in_a_group(
     )
 
 
+@_SQLITE
 async def test_concurrent_enqueues_of_one_pair_in_a_group_create_one_job(
     queue: JobQueue, db_path: Path
 ) -> None:
@@ -779,6 +789,7 @@ async def planned_db(request: pytest.FixtureRequest, db_path: Path, clock: Manua
     return db_path
 
 
+@_SQLITE
 @pytest.mark.parametrize("typed", [False, True], ids=["all-types", "job-types"])
 @pytest.mark.parametrize("strategy", ["priority", "fifo", "lifo"])
 def test_every_claim_statement_reads_the_ready_index(
@@ -795,6 +806,7 @@ def test_every_claim_statement_reads_the_ready_index(
     assert not any(line.startswith("SCAN jobs") and "USING" not in line for line in plan)
 
 
+@_SQLITE
 @pytest.mark.parametrize("statement", ["CLAIM_JOBS", "CLAIMED_JOBS"])
 def test_the_claim_takes_and_reads_the_chosen_jobs_by_rowid(
     planned_db: Path, statement: str
@@ -844,6 +856,7 @@ HOT_STATEMENTS: list[tuple[str, str, list[str]]] = [
 ]
 
 
+@_SQLITE
 @pytest.mark.parametrize(
     ("statement", "expected"),
     [pytest.param(statement, expected, id=name) for name, statement, expected in HOT_STATEMENTS],
@@ -859,6 +872,7 @@ def test_the_other_hot_statements_never_scan_jobs(
     assert not any(line.startswith("SCAN jobs") for line in plan), plan
 
 
+@_SQLITE
 def test_the_duplicate_lookup_uses_the_active_pair_index(planned_db: Path) -> None:
     with closing(sqlite3.connect(planned_db)) as conn:
         plan = query_plan(conn, sql.SELECT_ACTIVE_ID, ("t1", "42"))

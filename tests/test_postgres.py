@@ -26,7 +26,7 @@ from asyncqueue import (
     QueueWorker,
     SchemaVersionError,
 )
-from asyncqueue.config import resolve_settings
+from asyncqueue.config import redacted, resolve_settings
 
 pytestmark = pytest.mark.postgres_only
 
@@ -47,6 +47,25 @@ def test_urls_select_postgres_and_stay_as_given(backend: str) -> None:
         assert JobQueue(url).backend == "postgres"
     assert "secret" not in repr(JobQueue("postgresql://u:secret@h:5/db"))
     assert JobQueue("relative/queue.db").backend == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:secret@h:5/db", "postgresql://u:***@h:5/db"),
+        ("postgresql://u:secret@h:nope/db", "postgresql://u:***@h:nope/db"),
+        ("postgresql://u:secret@h1:5,h2:6/db", "postgresql://u:***@h1:5,h2:6/db"),
+        ("postgresql://u:secret@[::1]:5/db", "postgresql://u:***@[::1]:5/db"),
+        ("postgresql://u:sec@ret@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db?sslmode=disable&password=secret", None),
+        ("postgres://u@h/db?sslmode=disable", "postgres://u@h/db?sslmode=disable"),
+    ],
+)
+def test_redacted_hides_every_password(backend: str, url: str, shown: str | None) -> None:
+    assert "secret" not in redacted(url)
+    assert "ret@" not in redacted(url)
+    if shown is not None:
+        assert redacted(url) == shown
 
 
 async def test_queue_db_path_may_be_a_url(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,6 +117,24 @@ async def test_an_unreachable_server_raises_database_open_error(backend: str) ->
     assert "pw" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:secret@127.0.0.1:nope/postgres",
+        "postgresql://postgres@127.0.0.1/postgres?password=secret&sslmode=bogus",
+    ],
+)
+async def test_a_malformed_url_fails_at_once_without_its_password(backend: str, url: str) -> None:
+    """A bad port or option is no connection failure: no retrying, no password shown."""
+    from asyncqueue import DatabaseOpenError
+
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(DatabaseOpenError, match="cannot connect") as info:
+        await JobQueue(url).open()
+    assert asyncio.get_running_loop().time() - started < 2.0
+    assert "secret" not in str(info.value)
+
+
 # -- transactional enqueue -----------------------------------------------------------------
 
 
@@ -135,6 +172,31 @@ async def test_an_enqueue_in_a_rolled_back_transaction_never_exists(
 async def test_connection_must_be_an_asyncpg_connection(queue: JobQueue) -> None:
     with pytest.raises(ConfigurationError, match="asyncpg"):
         await queue.enqueue("t", "a", connection=object())
+
+
+async def test_a_closed_or_aborted_app_connection_is_a_clear_error(
+    queue: JobQueue, db_path: str
+) -> None:
+    from asyncqueue import DatabaseError
+
+    closed = await asyncpg.connect(db_path)
+    await closed.close()
+    with pytest.raises(ConfigurationError, match="closed"):
+        await queue.enqueue("t", "a", connection=closed)
+    with pytest.raises(ConfigurationError, match="closed"):
+        await queue.enqueue_many([{"job_type": "t", "target_id": "b"}], connection=closed)
+    conn = await asyncpg.connect(db_path)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await conn.execute("SELECT 1 / 0")
+        with pytest.raises(DatabaseError, match="aborted"):
+            await queue.enqueue("t", "c", connection=conn)
+        await transaction.rollback()
+    finally:
+        await conn.close()
+    assert (await queue.get_queue_stats()).total_jobs == 0
 
 
 async def test_connection_on_sqlite_is_a_configuration_error(tmp_path: Path) -> None:
@@ -175,15 +237,28 @@ async def test_a_committed_transactional_enqueue_wakes_a_worker(
         await task
 
 
-async def test_without_listen_workers_poll(db_path: str) -> None:
-    async with JobQueue(db_path, listen=False) as here, JobQueue(db_path) as there:
+async def test_without_listen_workers_poll(db_path: str, pg_schema: str, app_conn: Any) -> None:
+    """listen=False (PgBouncer transaction pooling): no LISTEN connection, no NOTIFY sent."""
+    heard: list[str] = []
+    await app_conn.add_listener(f"asyncqueue_{pg_schema}", lambda *args: heard.append(args[3]))
+    async with JobQueue(db_path, listen=False) as here:
         worker = Recording(here, poll_interval=0.05)
         task = asyncio.create_task(worker.start())
-        await asyncio.sleep(0.1)
-        job_id = await there.enqueue("t", "polled")
+        await asyncio.sleep(0.3)
+        listening = await app_conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+            "AND query ILIKE 'LISTEN%'",
+            f"asyncqueue:{pg_schema}",
+        )
+        assert listening == 0
+        job_id = await here.enqueue("t", "polled")
+        await here.enqueue_many([{"job_type": "t", "target_id": "polled-too"}])
         await wait_for_status(here, job_id, JobStatus.COMPLETED)
         await worker.stop()
         await task
+        await asyncio.sleep(0.1)  # a NOTIFY would have arrived by now
+        assert heard == []
+        assert sorted(worker.ran) == ["polled", "polled-too"]
 
 
 # -- lost connections -------------------------------------------------------------------------
@@ -270,6 +345,97 @@ async def test_a_read_after_the_server_dropped_the_pool_reconnects(
         assert (await queue.get_job(job_id)) is not None
         assert (await queue.enqueue("t", "b")).created
         assert os.environ["QUEUE_DB_SCHEMA"] == pg_schema
+
+
+async def test_a_cancelled_call_drops_only_its_own_connection(
+    db_path: str, pg_schema: str, app_conn: Any
+) -> None:
+    """A caller's timeout mid-statement must not expire the rest of the pool."""
+
+    async def backends() -> set[int]:
+        found = await app_conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            f"asyncqueue:{pg_schema}",
+        )
+        return {row[0] for row in found}
+
+    async with JobQueue(db_path) as queue:
+        job_id = await queue.enqueue("t", "locked")
+        await asyncio.gather(*(queue.get_queue_stats() for _ in range(6)))
+        before = await backends()
+        assert len(before) > 1
+        transaction = app_conn.transaction()
+        await transaction.start()
+        await app_conn.execute(f'SELECT 1 FROM "{pg_schema}".jobs WHERE id = $1 FOR UPDATE', job_id)
+        blocked = asyncio.create_task(queue.cancel_job(job_id))
+
+        async def waiting() -> bool:
+            return bool(
+                await app_conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+                    "AND wait_event_type = 'Lock'",
+                    f"asyncqueue:{pg_schema}",
+                )
+            )
+
+        await wait_until(waiting, "the cancel to wait for the row lock")
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        await transaction.rollback()
+        await asyncio.gather(*(queue.get_queue_stats() for _ in range(6)))
+        kept = before & await backends()
+        assert len(kept) >= len(before) - 1
+        # The server may still have run the abandoned statement: its outcome is unknown.
+        job = await queue.get_job(job_id)
+        assert job is not None
+        assert job.status in (JobStatus.PENDING, JobStatus.CANCELLED)
+
+
+async def test_an_exchange_whose_answer_was_lost_is_neither_lost_nor_applied_twice(
+    queue: JobQueue,
+) -> None:
+    """The exchange commits, then its connection dies before the answer arrives: the retry
+    learns what the lost try did (its outcomes and its claims) instead of doing it again."""
+    from asyncqueue.storage.postgres import PostgresStorage
+
+    ids = [
+        int(i)
+        for i in await queue.enqueue_many(
+            [{"job_type": "t", "target_id": f"j{n}", "priority": 1 + n} for n in range(6)]
+        )
+    ]
+    held = await queue.claim("A", limit=2)
+    storage = queue._storage
+    assert isinstance(storage, PostgresStorage)
+    real_fetch = storage._fetch
+    lost: list[list[Any]] = []
+
+    async def fetch(conn: Any, statement: str, **params: Any) -> list[Any]:
+        found = await real_fetch(conn, statement, **params)
+        if "claimed AS" in statement and not lost:
+            lost.append(found)
+            raise asyncpg.ConnectionDoesNotExistError("the answer was lost")
+        return found
+
+    storage._fetch = fetch  # type: ignore[method-assign]
+    outcomes = [queue.outcome(held[0], None), queue.outcome(held[1], "boom")]
+    applied, claimed = await queue.finish_and_claim(outcomes, worker_id="A", limit=2)
+    assert lost, "the exchange ran"
+    assert applied == {held[0].id, held[1].id}
+    lost_claims = sorted(row[1] for row in lost[0] if row[0])
+    assert [j.id for j in claimed] == lost_claims == ids[2:4]
+    processing = await queue.list_jobs(status=JobStatus.PROCESSING)
+    assert sorted(j.id for j in processing) == lost_claims
+    done = await queue.get_job(held[0].id)
+    assert done is not None
+    assert done.status is JobStatus.COMPLETED
+    assert done.lease_token == held[0].lease_token
+    events = [e.event for e in await queue.get_job_history(held[0].id)]
+    assert events == ["enqueued", "claimed", "completed"]
+    retried = await queue.get_job(held[1].id)
+    assert retried is not None
+    assert (retried.status, retried.retry_count) == (JobStatus.RETRY_SCHEDULED, 1)
 
 
 async def test_a_burst_of_enqueues_notifies_less_and_still_wakes_a_worker(

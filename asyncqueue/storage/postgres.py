@@ -45,7 +45,13 @@ from asyncqueue.storage.postgres_connection import (
 )
 from asyncqueue.storage.postgres_metrics import read_metrics_rows
 from asyncqueue.storage.postgres_notify import NotifyDebouncer
-from asyncqueue.storage.transitions import claimed_events, enqueued_events, finished_events
+from asyncqueue.storage.transitions import (
+    claimed_events,
+    enqueued_events,
+    finished_events,
+    recovered_events,
+    sort_claimed,
+)
 from asyncqueue.validation import NewJob
 
 #: Tries of an enqueue whose duplicate finished between the insert and the lookup.
@@ -167,11 +173,14 @@ class PostgresStorage:
             raise ConfigurationError(
                 f"connection must be an asyncpg connection, got {type(connection).__name__}"
             )
+        if connection.is_closed():
+            raise ConfigurationError("connection is closed: pass an open asyncpg connection")
         batch = [(job, now) for job in jobs]
         try:
             # Its own NOTIFY, always: it is delivered at the caller's commit, whenever that is.
             return await self._insert_on(connection, batch, notify=self._settings.listen)
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # Not retried: the caller's transaction is the caller's to run again.
             raise translate(exc, self._url) from exc
 
     async def _insert_batch(self, batch: Sequence[tuple[NewJob, float]]) -> list[JobId]:
@@ -291,12 +300,9 @@ class PostgresStorage:
                 claimed.append(claimed_job(values))
             else:
                 applied.add(row[1])
-        if claim is not None and len(claimed) > 1:
+        if claim is not None:
             # RETURNING's order is not the claim's; hand jobs out in the strategy's.
-            if claim.strategy == "priority":
-                claimed.sort(key=lambda job: (job.priority, job.id))
-            else:
-                claimed.sort(key=lambda job: job.id, reverse=claim.strategy == "lifo")
+            sort_claimed(claimed, claim.strategy)
         released = any(f.status is JobStatus.PENDING and f.job_id in applied for f in finished)
         if released and self._settings.listen:
             await self._notify()
@@ -343,9 +349,7 @@ class PostgresStorage:
         found = await self._db.run(recover)
         if self._settings.listen and any(r[3] == JobStatus.PENDING for r in found):
             await self._notify()
-        self._publish(
-            lambda: [(r[0], "recovered", r[3], now, r[2], r[1], r[4], None, None) for r in found]
-        )
+        self._publish(lambda: recovered_events(found, now))
         return [RecoveredJob(r[0], r[1], r[2], JobStatus(r[3])) for r in found]
 
     async def cancel_job(self, job_id: int, now: float) -> bool:

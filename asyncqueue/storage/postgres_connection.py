@@ -44,7 +44,8 @@ def is_transient(exc: BaseException) -> bool:
     A server restart, ``pg_terminate_backend``, a network cut, a server still starting up,
     and deadlocks or serialisation failures, which PostgreSQL asks the client to retry.
     """
-    if isinstance(exc, asyncpg.QueryCanceledError):
+    # A bad URL or option (an InterfaceError too): no retry makes it good.
+    if isinstance(exc, asyncpg.QueryCanceledError | asyncpg.ClientConfigurationError):
         return False
     # A connection left mid-exchange by a lost server ("another operation is in progress").
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
@@ -156,11 +157,15 @@ class Database:
                     await on_retry(conn)
                 return await op(conn)
             except BaseException as exc:
-                if is_transient(exc) or isinstance(exc, asyncio.CancelledError):
-                    # Never back into the pool, and the pool's other connections are
-                    # likely dead too (a server restart): each is replaced on next use.
+                transient = is_transient(exc)
+                if transient or isinstance(exc, asyncio.CancelledError):
+                    # Left mid-exchange: never back into the pool.
                     with contextlib.suppress(asyncpg.InterfaceError):
                         conn.terminate()
+                if transient:
+                    # The pool's other connections are likely dead too (a server restart):
+                    # each is replaced on next use. Not on a mere cancellation (a caller's
+                    # timeout), which would drop every healthy connection with it.
                     await pool.expire_connections()
                 raise
             finally:

@@ -373,11 +373,17 @@ def finish_and_claim_sql(
 
 #: The outcomes among ``:ids`` already recorded under their token (a retried exchange whose
 #: first try committed but whose answer was lost with the connection).
+#: One primary-key probe per outcome (LATERAL): as a join, a batch of a few thousand
+#: outcomes made the planner merge-join the whole table.
 ALREADY_FINISHED = """
-SELECT j.id FROM __schema__.jobs AS j
-JOIN unnest(:ids::bigint[], :tokens::text[], :statuses::text[]) AS d(id, token, status)
-    ON j.id = d.id AND j.lease_token = d.token AND j.status = d.status
-WHERE j.status <> 'processing'
+SELECT done.id
+FROM unnest(:ids::bigint[], :tokens::text[], :statuses::text[]) AS d(id, token, status)
+CROSS JOIN LATERAL (
+    SELECT j.id FROM __schema__.jobs AS j
+    WHERE j.id = d.id AND j.lease_token = d.token AND j.status = d.status
+        AND j.status <> 'processing'
+    LIMIT 1  -- keeps the subquery a probe: the planner would flatten it into a join
+) AS done
 """
 
 #: The jobs a lost try of an exchange claimed (their tokens start with its claim id).
@@ -540,14 +546,20 @@ ORDER BY count(*) DESC, max(id) DESC
 LIMIT :limit
 """
 
-# Jobs that ended since :since, per bucket; completed from the jobs_finished index's range,
-# failed ones (few) beside them, in one statement and so one snapshot.
+# Jobs that ended since :since, per bucket, in one statement and so one snapshot: completed
+# ones from the jobs_finished index's range (its partial predicate is implied by
+# status = 'completed' only: "status IN ('completed', 'failed')" matched no index and scanned
+# the whole table), failed ones (few) from jobs_failed.
 FINISHED_BY_BUCKET = """
-SELECT trunc((completed_at - :since::float8) / :bucket::float8)::bigint AS b,
-       count(*) FILTER (WHERE status = 'completed'),
-       count(*) FILTER (WHERE status = 'failed')
-FROM __schema__.jobs
-WHERE status IN ('completed', 'failed') AND completed_at >= :since::float8
+SELECT b, count(*) FILTER (WHERE NOT failed), count(*) FILTER (WHERE failed)
+FROM (
+    SELECT trunc((completed_at - :since::float8) / :bucket::float8)::bigint AS b,
+           false AS failed
+    FROM __schema__.jobs WHERE status = 'completed' AND completed_at >= :since::float8
+    UNION ALL
+    SELECT trunc((completed_at - :since::float8) / :bucket::float8)::bigint, true
+    FROM __schema__.jobs WHERE status = 'failed' AND completed_at >= :since::float8
+) AS ended
 GROUP BY b
 ORDER BY b
 """

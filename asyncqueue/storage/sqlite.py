@@ -45,6 +45,7 @@ from asyncqueue.storage.sqlite_watch import ChangeWatcher
 from asyncqueue.storage.transitions import claimed_events as _claimed_events
 from asyncqueue.storage.transitions import enqueued_events as _enqueued_events
 from asyncqueue.storage.transitions import finished_events as _finished_events
+from asyncqueue.storage.transitions import recovered_events, sort_claimed
 from asyncqueue.validation import NewJob
 
 T = TypeVar("T")
@@ -311,12 +312,9 @@ class SQLiteStorage:
                 lambda conn: exchange(conn, exact=True), pipelined=True
             )
         claimed = [] if claimed_json is None else [claimed_job(v) for v in json.loads(claimed_json)]
-        if claim is not None and len(claimed) > 1:
+        if claim is not None:
             # The JSON array's order is not guaranteed; hand jobs out in the strategy's.
-            if claim.strategy == "priority":
-                claimed.sort(key=_priority_order)
-            else:
-                claimed.sort(key=_id_order, reverse=claim.strategy == "lifo")
+            sort_claimed(claimed, claim.strategy)
         self._publish(
             lambda: (
                 _finished_events(finished, applied, now, worker_id)
@@ -347,9 +345,7 @@ class SQLiteStorage:
 
         def recover(conn: sqlite3.Connection) -> tuple[list[RecoveredJob], list[EventRow]]:
             found = rows(conn, sql.RECOVER_STALE_JOBS, {"now": now})
-            events: list[EventRow] = [
-                (r[0], "recovered", r[3], now, r[2], r[1], r[4], None, None) for r in found
-            ]
+            events = recovered_events(found, now)
             return [RecoveredJob(r[0], r[1], r[2], JobStatus(r[3])) for r in found], events
 
         return await self._write_recorded(recover)
@@ -781,14 +777,6 @@ def _claim_statement(claim: ClaimRequest) -> tuple[str, dict[str, Any]]:
     if claim.job_types is not None:
         params["job_types"] = json.dumps(claim.job_types)
     return sql.CLAIM_IDS[(claim.strategy, claim.job_types is not None)], params
-
-
-def _priority_order(job: ClaimedJob) -> tuple[int, int]:
-    return (job.priority, job.id)
-
-
-def _id_order(job: ClaimedJob) -> int:
-    return job.id
 
 
 def _migrate_in_transaction(conn: sqlite3.Connection, path: str) -> None:

@@ -7,9 +7,10 @@ the rare ones to its history table from them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from asyncqueue.job import ClaimedJob, JobId, JobStatus
-from asyncqueue.storage.base import EventRow, FinishedJob
+from asyncqueue.storage.base import EventRow, FinishedJob, Strategy
 from asyncqueue.validation import NewJob
 
 #: The history event each outcome of a held job records.
@@ -59,3 +60,25 @@ def claimed_events(
         (job.id, "claimed", "processing", now, worker_id, job.job_type, None, None, None)
         for job in claimed
     ]
+
+
+def recovered_events(found: Sequence[Sequence[Any]], now: float) -> list[EventRow]:
+    """The "recovered" rows of ``(id, job_type, worker_id, status, error)`` rows."""
+    return [(r[0], "recovered", r[3], now, r[2], r[1], r[4], None, None) for r in found]
+
+
+def sort_claimed(claimed: list[ClaimedJob], strategy: Strategy) -> None:
+    """Put jobs a claim returned (in no guaranteed order) in the order of ``strategy``."""
+    if len(claimed) > 1:
+        if strategy == "priority":
+            claimed.sort(key=_priority_order)
+        else:
+            claimed.sort(key=_id_order, reverse=strategy == "lifo")
+
+
+def _priority_order(job: ClaimedJob) -> tuple[int, int]:
+    return (job.priority, job.id)
+
+
+def _id_order(job: ClaimedJob) -> int:
+    return job.id
