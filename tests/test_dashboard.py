@@ -607,3 +607,68 @@ def test_sessions_expire_and_are_shared_by_replicas_with_one_secret() -> None:
     viewer = readers._session_viewer(cookie, now=1001.0)
     assert viewer is not None
     assert viewer.role is Role.READ, "read_only wins over an admin session"
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+async def test_bad_input_gets_a_clear_4xx_never_a_500_and_writes_nothing(
+    app: FastAPI, queue: JobQueue
+) -> None:
+    await fail_jobs(queue, 3)
+    before = await queue.get_queue_stats()
+    async with logged_in(app, "adm-token") as c:
+        for path in (
+            "/jobs?status=bogus",
+            "/jobs?before=-1",
+            "/jobs?before=99999999999999999999999",
+            "/jobs?limit=99999999999",
+            "/jobs?type=" + "t" * 10_000,
+            "/jobs?target=a%00b",
+            "/jobs?type=a%00b&status=failed",
+            "/jobs?status=%00",
+            "/jobs?target=%ff%fe",
+        ):
+            response = await c.get(path, headers=HTML)
+            assert response.status_code == 200, (path, response.status_code)
+        for path in ("/jobs/abc", "/jobs/-1", "/jobs/1.5", "/jobs/" + "9" * 40):
+            response = await c.get(path, headers=HTML)
+            assert response.status_code == 404, (path, response.status_code)
+        token = csrf_of((await c.get("/failed")).text)
+        for path, data in (
+            ("/jobs/1/retry", {}),
+            ("/jobs/1/retry", {"csrf_token": "wrong"}),
+            ("/jobs/1/retry", {"csrf_token": "\x00"}),
+            ("/failed/retry", {"csrf_token": "wrong", "scope": "all"}),
+        ):
+            response = await c.post(path, data=data, headers=SAME_ORIGIN)
+            assert response.status_code == 403, (path, data, response.status_code)
+        for path in ("/jobs/abc/retry", "/jobs/" + "9" * 40 + "/cancel", "/jobs/-1/retry"):
+            response = await c.post(path, data={"csrf_token": token}, headers=SAME_ORIGIN)
+            assert response.status_code in (303, 404), (path, response.status_code)
+        for data in (
+            {"scope": "group", "job_type": "x\x00y", "error_message": "boom"},
+            {"scope": "group", "job_type": "scrape", "error_message": "b\x00" * 10_000},
+            {"scope": "group", "job_type": "t" * 20_000},
+            {"scope": "group"},
+            {"scope": "everything"},
+            {"scope": "group", "job_type": "nope", "error_message": "x", "cap": "-5"},
+            {"scope": "group", "job_type": "nope", "error_message": "", "cap": "9" * 30},
+        ):
+            response = await c.post(
+                "/failed/retry", data={"csrf_token": token, **data}, headers=SAME_ORIGIN
+            )
+            assert response.status_code in (303, 400), (data, response.status_code)
+            assert response.status_code == 400 or "retried=0" in response.headers["location"]
+        assert (await queue.get_queue_stats()).failed_jobs == before.failed_jobs
+        huge = await c.post("/jobs/1/retry", content=b"x" * 200_000, headers=SAME_ORIGIN)
+        assert huge.status_code == 413
+    async with client(app) as c:
+        for token in ("", " ", "\x00", "t" * 60_000, "é" * 1000):
+            response = await c.post("/login", data={"token": token}, headers=SAME_ORIGIN)
+            assert response.status_code == 401, (token[:5], response.status_code)
+            assert "not valid" in response.text
+            assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
+        too_big = await c.post("/login", data={"token": "t" * 70_000}, headers=SAME_ORIGIN)
+        assert too_big.status_code == 413
+    assert (await queue.get_queue_stats()) == before

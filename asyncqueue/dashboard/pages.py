@@ -16,6 +16,7 @@ from asyncqueue.dashboard.live import change_stream
 from asyncqueue.dashboard.security import Viewer
 from asyncqueue.dashboard.snapshot import CHART_BUCKETS, CHART_WINDOW
 from asyncqueue.job import JobStatus
+from asyncqueue.validation import MAX_JOB_TYPE_LENGTH, MAX_TARGET_ID_LENGTH
 
 #: Jobs shown per page.
 PAGE_SIZE = 50
@@ -86,8 +87,8 @@ class JobFilters:
                 problems.append(f"bad page cursor {raw_before!r}")
         return cls(
             statuses=statuses,
-            job_type=request.query_params.get("type") or None,
-            target_id=request.query_params.get("target") or None,
+            job_type=_text_filter(request, "type", MAX_JOB_TYPE_LENGTH, problems),
+            target_id=_text_filter(request, "target", MAX_TARGET_ID_LENGTH, problems),
             before_id=before,
             problems=problems,
         )
@@ -100,6 +101,15 @@ class JobFilters:
             "target": self.target_id,
             "before": before_id,
         }
+
+
+def _text_filter(request: Request, name: str, limit: int, problems: list[str]) -> str | None:
+    """A text filter from the URL, or None (reported) when no job could ever match it."""
+    value = request.query_params.get(name) or None
+    if value is not None and (len(value) > limit or "\x00" in value):
+        problems.append(f"{name} filter longer than {limit} characters or holding a NUL")
+        return None
+    return value
 
 
 def routes(board: Dashboard) -> list[Route]:
