@@ -19,6 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.requests import Request
 
 from asyncqueue import ConfigurationError, JobQueue, JobStatus, ManualClock
 from asyncqueue.dashboard import dashboard
@@ -57,6 +58,19 @@ def csrf_of(page: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert found, "the page has no form with a CSRF token"
     return found.group(1)
+
+
+def own_csrf(app: Starlette | FastAPI, session: str) -> str:
+    """The CSRF token the dashboard of ``app`` expects from the session cookie ``session``."""
+    board = next(
+        route.app.state.dashboard  # type: ignore[attr-defined]
+        for route in app.routes
+        if hasattr(getattr(getattr(route, "app", None), "state", None), "dashboard")
+    )
+    cookie = f"{SESSION_COOKIE}={session}".encode()
+    viewer = board.auth.viewer(Request({"type": "http", "headers": [(b"cookie", cookie)]}))
+    assert viewer is not None
+    return str(viewer.csrf)
 
 
 async def fail_jobs(queue: JobQueue, n: int, job_type: str = "scrape", error: str = "boom") -> None:
@@ -307,6 +321,12 @@ async def test_a_read_login_sees_no_buttons_and_gets_403(app: FastAPI, queue: Jo
         for token in (admin_token, "x"):
             refused = await c.post("/jobs/1/retry", data={"csrf_token": token}, headers=SAME_ORIGIN)
             assert refused.status_code == 403
+        # With the reader's own, valid CSRF token: the role alone refuses.
+        own = own_csrf(app, c.cookies[SESSION_COOKIE])
+        for path in ("/jobs/1/retry", "/jobs/2/cancel", "/failed/retry"):
+            refused = await c.post(path, data={"csrf_token": own}, headers=SAME_ORIGIN)
+            assert refused.status_code == 403
+            assert "read login may not change jobs" in refused.text
     assert (await queue.get_job(1)).status is JobStatus.FAILED  # type: ignore[union-attr]
 
 
