@@ -60,13 +60,18 @@ def csrf_of(page: str) -> str:
     return found.group(1)
 
 
-def own_csrf(app: Starlette | FastAPI, session: str) -> str:
-    """The CSRF token the dashboard of ``app`` expects from the session cookie ``session``."""
-    board = next(
+def own_board(app: Starlette | FastAPI) -> Any:
+    """The dashboard mounted in ``app``."""
+    return next(
         route.app.state.dashboard  # type: ignore[attr-defined]
         for route in app.routes
         if hasattr(getattr(getattr(route, "app", None), "state", None), "dashboard")
     )
+
+
+def own_csrf(app: Starlette | FastAPI, session: str) -> str:
+    """The CSRF token the dashboard of ``app`` expects from the session cookie ``session``."""
+    board = own_board(app)
     cookie = f"{SESSION_COOKIE}={session}".encode()
     viewer = board.auth.viewer(Request({"type": "http", "headers": [(b"cookie", cookie)]}))
     assert viewer is not None
@@ -367,6 +372,57 @@ async def test_security_headers_on_every_response(app: FastAPI) -> None:
             assert response.headers["x-robots-tag"].startswith("noindex")
             assert response.headers["x-content-type-options"] == "nosniff"
             assert response.headers["referrer-policy"] == "same-origin"
+
+
+async def test_security_headers_on_refusals_redirects_and_server_errors(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with client(app, raise_app_exceptions=False) as c:
+        answers = [
+            await c.get("/", headers=HTML),  # 303 to the login form
+            await c.get("/"),  # 401
+            await c.get("/events"),  # 401
+            await c.post("/jobs/1/retry", headers={"sec-fetch-site": "cross-site"}),  # 403
+            await c.post("/login", content=b"x" * 70_000, headers=SAME_ORIGIN),  # 413
+            await c.put("/login"),  # 405
+        ]
+        board = own_board(app)
+
+        async def broken() -> None:
+            raise RuntimeError("the database went away")
+
+        monkeypatch.setattr(board.snapshot, "counts", broken)
+        answers.append(await c.get("/", headers={"authorization": "Bearer adm-token"}))
+        statuses = [answer.status_code for answer in answers]
+        assert statuses == [303, 401, 401, 403, 413, 405, 500]
+        for answer in answers:
+            assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+            assert answer.headers["x-robots-tag"].startswith("noindex")
+        assert "the database went away" not in answers[-1].text
+
+
+async def test_the_session_cookie_is_secure_over_https_and_logout_clears_it(
+    queue: JobQueue,
+) -> None:
+    app = dashboard(queue, tokens=TOKENS)
+    for scheme in ("http", "https"):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"{scheme}://dash") as c:
+            origin = {"sec-fetch-site": "same-origin", "origin": f"{scheme}://dash"}
+            login = await c.post("/login", data={"token": "rd-token"}, headers=origin)
+            cookie = login.headers["set-cookie"]
+            assert ("; secure" in cookie.lower()) is (scheme == "https"), cookie
+            assert "httponly" in cookie.lower()
+            assert "samesite=strict" in cookie.lower()
+            assert "rd-token" not in cookie
+            assert (await c.get("/")).status_code == 200
+            out = await c.post("/logout", headers=origin)
+            assert out.status_code == 303
+            cleared = out.headers["set-cookie"]
+            assert cleared.startswith(f'{SESSION_COOKIE}="";') or "Max-Age=0" in cleared
+            assert "Path=/" in cleared
+            assert SESSION_COOKIE not in c.cookies
+            assert (await c.get("/")).status_code == 401
 
 
 def test_closed_by_default(queue: JobQueue) -> None:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from asyncqueue import __version__
 from asyncqueue.dashboard import formatting
@@ -162,15 +163,18 @@ def dashboard(
         *actions.routes(board),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
     ]
-    app = Starlette(
-        routes=routes,
-        exception_handlers={404: _not_found, 405: _not_allowed},
-        middleware=[],
-    )
-    app.add_middleware(SecurityHeaders)
+    app = _DashboardApp(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.dashboard = board
     board.app = app
     return app
+
+
+class _DashboardApp(Starlette):
+    """A Starlette app whose security headers go out on every response, the 500 that
+    Starlette's outermost error middleware sends included."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def _wants_html(request: Request) -> bool:
