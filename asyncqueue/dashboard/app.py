@@ -102,7 +102,7 @@ class Dashboard:
             viewer=viewer,
             url=url,
             static=lambda name: url("static", path=name),
-            here=_current_url(request),
+            here=current_url(request),
             poll=self.poll,
             version=__version__,
             **context,
@@ -110,7 +110,8 @@ class Dashboard:
         return HTMLResponse(page, status_code=status_code, headers={"cache-control": "no-store"})
 
 
-def _current_url(request: Request) -> str:
+def current_url(request: Request) -> str:
+    """The request's path and query, as the browser asked for them."""
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
 

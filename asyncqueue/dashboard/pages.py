@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from asyncqueue.dashboard.app import Dashboard
+from asyncqueue.dashboard.app import Dashboard, current_url
 from asyncqueue.dashboard.charts import throughput_svg
 from asyncqueue.dashboard.live import change_stream
 from asyncqueue.dashboard.security import Viewer
@@ -32,18 +32,13 @@ def unauthenticated(board: Dashboard, request: Request) -> Response:
     """A browser is sent to the login form; a script or a partial fetch gets 401."""
     page = "text/html" in request.headers.get("accept", "")
     if page and "hx-request" not in request.headers:
-        login = board.url(request, "login", {"next": _current(request)})
+        login = board.url(request, "login", {"next": current_url(request)})
         return RedirectResponse(login, status_code=303)
     return PlainTextResponse(
         "log in, or send an API token as the HTTP Basic password",
         status_code=401,
         headers={"www-authenticate": 'Basic realm="asyncqueue dashboard", charset="UTF-8"'},
     )
-
-
-def _current(request: Request) -> str:
-    query = request.url.query
-    return request.url.path + (f"?{query}" if query else "")
 
 
 def viewing(board: Dashboard, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
