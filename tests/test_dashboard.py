@@ -524,7 +524,9 @@ async def test_bulk_retry_is_capped_and_reported(app: FastAPI, queue: JobQueue) 
     await fail_jobs(queue, BULK_RETRY_CAP + 200, "scrape", "timeout")
     await fail_jobs(queue, 3, "email", "bounced")
     async with logged_in(app, "adm-token") as c:
-        token = csrf_of((await c.get("/failed")).text)
+        first = (await c.get("/failed")).text
+        token = csrf_of(first)
+        assert f"Retry all {BULK_RETRY_CAP + 203:,} ({BULK_RETRY_CAP:,} per click)" in first
         group = await c.post(
             "/failed/retry",
             data={

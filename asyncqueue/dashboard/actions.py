@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from asyncqueue.dashboard.app import Dashboard
-from asyncqueue.dashboard.pages import unauthenticated
+from asyncqueue.dashboard.pages import BULK_RETRY_CAP, unauthenticated
 from asyncqueue.dashboard.security import (
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -27,8 +27,6 @@ from asyncqueue.dashboard.security import (
 from asyncqueue.job import JobStatus
 from asyncqueue.validation import MAX_JOB_TYPE_LENGTH
 
-#: Most jobs one bulk-retry click retries (Oban's cap): the rest wait for the next click.
-BULK_RETRY_CAP = 1000
 #: Retries in flight at once: they share the writer's group commits.
 _RETRY_BATCH = 256
 #: Largest form body read, in bytes.

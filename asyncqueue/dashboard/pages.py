@@ -24,6 +24,8 @@ PAGE_SIZE = 50
 GROUPS_SHOWN = 50
 #: Newest failed jobs listed below the groups.
 RECENT_FAILED = 20
+#: Most jobs one bulk-retry click retries (Oban's cap): the rest wait for the next click.
+BULK_RETRY_CAP = 1000
 
 Handler = Callable[[Request, Viewer], Awaitable[Response]]
 
@@ -196,6 +198,7 @@ def routes(board: Dashboard) -> list[Route]:
             groups=groups,
             recent=recent,
             report=report if report["retried"] is not None else None,
+            cap=BULK_RETRY_CAP,
             now=datetime.now(UTC),
         )
 
