@@ -364,6 +364,26 @@ async def test_csrf_cross_site_and_missing_tokens_are_refused(
     assert (await queue.get_job(1)).status is JobStatus.FAILED  # type: ignore[union-attr]
 
 
+async def test_behind_a_proxy_that_rewrites_host_a_same_origin_browser_may_act(
+    app: FastAPI, queue: JobQueue
+) -> None:
+    # nginx's default passes the upstream's address as Host: Origin names the public site.
+    await fail_jobs(queue, 2)
+    public = {"sec-fetch-site": "same-origin", "origin": "https://queue.example.com"}
+    async with client(app) as c:
+        login = await c.post("/login", data={"token": "adm-token"}, headers=public)
+        assert login.status_code == 303, login.text
+        token = csrf_of((await c.get("/jobs/1")).text)
+        done = await c.post("/jobs/1/retry", data={"csrf_token": token}, headers=public)
+        assert done.headers["location"] == "/jobs/1?done=retried"
+        for refused in ("cross-site", "same-site"):
+            headers = {**public, "sec-fetch-site": refused}
+            answer = await c.post("/jobs/2/retry", data={"csrf_token": token}, headers=headers)
+            assert answer.status_code == 403
+    assert (await queue.get_job(1)).status is JobStatus.PENDING  # type: ignore[union-attr]
+    assert (await queue.get_job(2)).status is JobStatus.FAILED  # type: ignore[union-attr]
+
+
 async def test_security_headers_on_every_response(app: FastAPI) -> None:
     async with logged_in(app, "adm-token") as c:
         for path in ("/", "/login", "/static/dashboard.css", "/jobs/12345", "/nowhere"):
