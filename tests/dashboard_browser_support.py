@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 import uvicorn
 from fastapi import FastAPI
 from remote_support import free_port
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asyncqueue import JobQueue
 from asyncqueue.dashboard import Dashboard, dashboard
+from asyncqueue.dashboard.security import SESSION_COOKIE
 from asyncqueue.server import ApiTokens, create_app
 
 T = TypeVar("T")
@@ -97,6 +99,16 @@ class Servers:
     def mount_url(self) -> str:
         """The base URL of the app that mounts the dashboard."""
         return f"http://127.0.0.1:{self.mount_port}"
+
+    def csrf_of(self, session: str) -> str:
+        """The CSRF token the ``serve`` app's dashboard expects with the session cookie
+        ``session`` (a read login's pages carry none)."""
+        cookie = f"{SESSION_COOKIE}={session}".encode()
+        viewer = self._boards[0].auth.viewer(
+            Request({"type": "http", "headers": [(b"cookie", cookie)]})
+        )
+        assert viewer is not None, "not a valid session"
+        return viewer.csrf
 
     def start(self) -> None:
         self._thread.start()

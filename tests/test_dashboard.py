@@ -19,6 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.requests import Request
 
 from asyncqueue import ConfigurationError, JobQueue, JobStatus, ManualClock
 from asyncqueue.dashboard import dashboard
@@ -57,6 +58,24 @@ def csrf_of(page: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert found, "the page has no form with a CSRF token"
     return found.group(1)
+
+
+def own_board(app: Starlette | FastAPI) -> Any:
+    """The dashboard mounted in ``app``."""
+    return next(
+        route.app.state.dashboard  # type: ignore[attr-defined]
+        for route in app.routes
+        if hasattr(getattr(getattr(route, "app", None), "state", None), "dashboard")
+    )
+
+
+def own_csrf(app: Starlette | FastAPI, session: str) -> str:
+    """The CSRF token the dashboard of ``app`` expects from the session cookie ``session``."""
+    board = own_board(app)
+    cookie = f"{SESSION_COOKIE}={session}".encode()
+    viewer = board.auth.viewer(Request({"type": "http", "headers": [(b"cookie", cookie)]}))
+    assert viewer is not None
+    return str(viewer.csrf)
 
 
 async def fail_jobs(queue: JobQueue, n: int, job_type: str = "scrape", error: str = "boom") -> None:
@@ -307,6 +326,12 @@ async def test_a_read_login_sees_no_buttons_and_gets_403(app: FastAPI, queue: Jo
         for token in (admin_token, "x"):
             refused = await c.post("/jobs/1/retry", data={"csrf_token": token}, headers=SAME_ORIGIN)
             assert refused.status_code == 403
+        # With the reader's own, valid CSRF token: the role alone refuses.
+        own = own_csrf(app, c.cookies[SESSION_COOKIE])
+        for path in ("/jobs/1/retry", "/jobs/2/cancel", "/failed/retry"):
+            refused = await c.post(path, data={"csrf_token": own}, headers=SAME_ORIGIN)
+            assert refused.status_code == 403
+            assert "read login may not change jobs" in refused.text
     assert (await queue.get_job(1)).status is JobStatus.FAILED  # type: ignore[union-attr]
 
 
@@ -339,6 +364,26 @@ async def test_csrf_cross_site_and_missing_tokens_are_refused(
     assert (await queue.get_job(1)).status is JobStatus.FAILED  # type: ignore[union-attr]
 
 
+async def test_behind_a_proxy_that_rewrites_host_a_same_origin_browser_may_act(
+    app: FastAPI, queue: JobQueue
+) -> None:
+    # nginx's default passes the upstream's address as Host: Origin names the public site.
+    await fail_jobs(queue, 2)
+    public = {"sec-fetch-site": "same-origin", "origin": "https://queue.example.com"}
+    async with client(app) as c:
+        login = await c.post("/login", data={"token": "adm-token"}, headers=public)
+        assert login.status_code == 303, login.text
+        token = csrf_of((await c.get("/jobs/1")).text)
+        done = await c.post("/jobs/1/retry", data={"csrf_token": token}, headers=public)
+        assert done.headers["location"] == "/jobs/1?done=retried"
+        for refused in ("cross-site", "same-site"):
+            headers = {**public, "sec-fetch-site": refused}
+            answer = await c.post("/jobs/2/retry", data={"csrf_token": token}, headers=headers)
+            assert answer.status_code == 403
+    assert (await queue.get_job(1)).status is JobStatus.PENDING  # type: ignore[union-attr]
+    assert (await queue.get_job(2)).status is JobStatus.FAILED  # type: ignore[union-attr]
+
+
 async def test_security_headers_on_every_response(app: FastAPI) -> None:
     async with logged_in(app, "adm-token") as c:
         for path in ("/", "/login", "/static/dashboard.css", "/jobs/12345", "/nowhere"):
@@ -347,6 +392,57 @@ async def test_security_headers_on_every_response(app: FastAPI) -> None:
             assert response.headers["x-robots-tag"].startswith("noindex")
             assert response.headers["x-content-type-options"] == "nosniff"
             assert response.headers["referrer-policy"] == "same-origin"
+
+
+async def test_security_headers_on_refusals_redirects_and_server_errors(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with client(app, raise_app_exceptions=False) as c:
+        answers = [
+            await c.get("/", headers=HTML),  # 303 to the login form
+            await c.get("/"),  # 401
+            await c.get("/events"),  # 401
+            await c.post("/jobs/1/retry", headers={"sec-fetch-site": "cross-site"}),  # 403
+            await c.post("/login", content=b"x" * 70_000, headers=SAME_ORIGIN),  # 413
+            await c.put("/login"),  # 405
+        ]
+        board = own_board(app)
+
+        async def broken() -> None:
+            raise RuntimeError("the database went away")
+
+        monkeypatch.setattr(board.snapshot, "counts", broken)
+        answers.append(await c.get("/", headers={"authorization": "Bearer adm-token"}))
+        statuses = [answer.status_code for answer in answers]
+        assert statuses == [303, 401, 401, 403, 413, 405, 500]
+        for answer in answers:
+            assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+            assert answer.headers["x-robots-tag"].startswith("noindex")
+        assert "the database went away" not in answers[-1].text
+
+
+async def test_the_session_cookie_is_secure_over_https_and_logout_clears_it(
+    queue: JobQueue,
+) -> None:
+    app = dashboard(queue, tokens=TOKENS)
+    for scheme in ("http", "https"):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"{scheme}://dash") as c:
+            origin = {"sec-fetch-site": "same-origin", "origin": f"{scheme}://dash"}
+            login = await c.post("/login", data={"token": "rd-token"}, headers=origin)
+            cookie = login.headers["set-cookie"]
+            assert ("; secure" in cookie.lower()) is (scheme == "https"), cookie
+            assert "httponly" in cookie.lower()
+            assert "samesite=strict" in cookie.lower()
+            assert "rd-token" not in cookie
+            assert (await c.get("/")).status_code == 200
+            out = await c.post("/logout", headers=origin)
+            assert out.status_code == 303
+            cleared = out.headers["set-cookie"]
+            assert cleared.startswith(f'{SESSION_COOKIE}="";') or "Max-Age=0" in cleared
+            assert "Path=/" in cleared
+            assert SESSION_COOKIE not in c.cookies
+            assert (await c.get("/")).status_code == 401
 
 
 def test_closed_by_default(queue: JobQueue) -> None:
@@ -448,7 +544,9 @@ async def test_bulk_retry_is_capped_and_reported(app: FastAPI, queue: JobQueue) 
     await fail_jobs(queue, BULK_RETRY_CAP + 200, "scrape", "timeout")
     await fail_jobs(queue, 3, "email", "bounced")
     async with logged_in(app, "adm-token") as c:
-        token = csrf_of((await c.get("/failed")).text)
+        first = (await c.get("/failed")).text
+        token = csrf_of(first)
+        assert f"Retry all {BULK_RETRY_CAP + 203:,} ({BULK_RETRY_CAP:,} per click)" in first
         group = await c.post(
             "/failed/retry",
             data={
@@ -607,3 +705,68 @@ def test_sessions_expire_and_are_shared_by_replicas_with_one_secret() -> None:
     viewer = readers._session_viewer(cookie, now=1001.0)
     assert viewer is not None
     assert viewer.role is Role.READ, "read_only wins over an admin session"
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+async def test_bad_input_gets_a_clear_4xx_never_a_500_and_writes_nothing(
+    app: FastAPI, queue: JobQueue
+) -> None:
+    await fail_jobs(queue, 3)
+    before = await queue.get_queue_stats()
+    async with logged_in(app, "adm-token") as c:
+        for path in (
+            "/jobs?status=bogus",
+            "/jobs?before=-1",
+            "/jobs?before=99999999999999999999999",
+            "/jobs?limit=99999999999",
+            "/jobs?type=" + "t" * 10_000,
+            "/jobs?target=a%00b",
+            "/jobs?type=a%00b&status=failed",
+            "/jobs?status=%00",
+            "/jobs?target=%ff%fe",
+        ):
+            response = await c.get(path, headers=HTML)
+            assert response.status_code == 200, (path, response.status_code)
+        for path in ("/jobs/abc", "/jobs/-1", "/jobs/1.5", "/jobs/" + "9" * 40):
+            response = await c.get(path, headers=HTML)
+            assert response.status_code == 404, (path, response.status_code)
+        token = csrf_of((await c.get("/failed")).text)
+        for path, data in (
+            ("/jobs/1/retry", {}),
+            ("/jobs/1/retry", {"csrf_token": "wrong"}),
+            ("/jobs/1/retry", {"csrf_token": "\x00"}),
+            ("/failed/retry", {"csrf_token": "wrong", "scope": "all"}),
+        ):
+            response = await c.post(path, data=data, headers=SAME_ORIGIN)
+            assert response.status_code == 403, (path, data, response.status_code)
+        for path in ("/jobs/abc/retry", "/jobs/" + "9" * 40 + "/cancel", "/jobs/-1/retry"):
+            response = await c.post(path, data={"csrf_token": token}, headers=SAME_ORIGIN)
+            assert response.status_code in (303, 404), (path, response.status_code)
+        for data in (
+            {"scope": "group", "job_type": "x\x00y", "error_message": "boom"},
+            {"scope": "group", "job_type": "scrape", "error_message": "b\x00" * 10_000},
+            {"scope": "group", "job_type": "t" * 20_000},
+            {"scope": "group"},
+            {"scope": "everything"},
+            {"scope": "group", "job_type": "nope", "error_message": "x", "cap": "-5"},
+            {"scope": "group", "job_type": "nope", "error_message": "", "cap": "9" * 30},
+        ):
+            response = await c.post(
+                "/failed/retry", data={"csrf_token": token, **data}, headers=SAME_ORIGIN
+            )
+            assert response.status_code in (303, 400), (data, response.status_code)
+            assert response.status_code == 400 or "retried=0" in response.headers["location"]
+        assert (await queue.get_queue_stats()).failed_jobs == before.failed_jobs
+        huge = await c.post("/jobs/1/retry", content=b"x" * 200_000, headers=SAME_ORIGIN)
+        assert huge.status_code == 413
+    async with client(app) as c:
+        for token in ("", " ", "\x00", "t" * 60_000, "é" * 1000):
+            response = await c.post("/login", data={"token": token}, headers=SAME_ORIGIN)
+            assert response.status_code == 401, (token[:5], response.status_code)
+            assert "not valid" in response.text
+            assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
+        too_big = await c.post("/login", data={"token": "t" * 70_000}, headers=SAME_ORIGIN)
+        assert too_big.status_code == 413
+    assert (await queue.get_queue_stats()) == before

@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from asyncqueue.dashboard.app import Dashboard
-from asyncqueue.dashboard.pages import unauthenticated
+from asyncqueue.dashboard.pages import BULK_RETRY_CAP, unauthenticated
 from asyncqueue.dashboard.security import (
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -25,9 +25,8 @@ from asyncqueue.dashboard.security import (
     csrf_matches,
 )
 from asyncqueue.job import JobStatus
+from asyncqueue.validation import MAX_JOB_TYPE_LENGTH
 
-#: Most jobs one bulk-retry click retries (Oban's cap): the rest wait for the next click.
-BULK_RETRY_CAP = 1000
 #: Retries in flight at once: they share the writer's group commits.
 _RETRY_BATCH = 256
 #: Largest form body read, in bytes.
@@ -151,8 +150,14 @@ def routes(board: Dashboard) -> list[Route]:
 
     async def bulk_retry(request: Request, viewer: Viewer, form: Form) -> Response:
         scope = form.get("scope", "all")
-        job_type = form.get("job_type") if scope == "group" else None
-        error = form.get("error_message") if scope == "group" else None
+        job_type: str | None = None
+        error: str | None = None
+        if scope == "group":
+            job_type, error = form.get("job_type"), form.get("error_message")
+            if not _is_group(job_type, error):
+                return _refused(400, "a group retry needs the group's job type and error")
+        elif scope != "all":
+            return _refused(400, "scope must be 'all' or 'group'")
         ids = [
             job.id
             for job in await board.queue.list_jobs(
@@ -173,7 +178,7 @@ def routes(board: Dashboard) -> list[Route]:
             "skipped": len(ids) - retried,
             "remaining": remaining,
             "cap": BULK_RETRY_CAP,
-            "scope": "group" if scope == "group" else "all",
+            "scope": scope,
         }
         return RedirectResponse(board.url(request, "failed", report), status_code=303)
 
@@ -190,6 +195,16 @@ def routes(board: Dashboard) -> list[Route]:
 def _back_to_job(board: Dashboard, request: Request, job_id: int, done: str) -> Response:
     return RedirectResponse(
         board.url(request, "job", {"done": done}, job_id=job_id), status_code=303
+    )
+
+
+def _is_group(job_type: str | None, error: str | None) -> bool:
+    """Whether a posted group key could name a group of failed jobs at all."""
+    return (
+        job_type is not None
+        and error is not None
+        and 0 < len(job_type.strip()) <= MAX_JOB_TYPE_LENGTH
+        and "\x00" not in job_type + error
     )
 
 

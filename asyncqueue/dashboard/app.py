@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from asyncqueue import __version__
 from asyncqueue.dashboard import formatting
@@ -101,7 +102,7 @@ class Dashboard:
             viewer=viewer,
             url=url,
             static=lambda name: url("static", path=name),
-            here=_current_url(request),
+            here=current_url(request),
             poll=self.poll,
             version=__version__,
             **context,
@@ -109,7 +110,8 @@ class Dashboard:
         return HTMLResponse(page, status_code=status_code, headers={"cache-control": "no-store"})
 
 
-def _current_url(request: Request) -> str:
+def current_url(request: Request) -> str:
+    """The request's path and query, as the browser asked for them."""
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
 
@@ -162,15 +164,18 @@ def dashboard(
         *actions.routes(board),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
     ]
-    app = Starlette(
-        routes=routes,
-        exception_handlers={404: _not_found, 405: _not_allowed},
-        middleware=[],
-    )
-    app.add_middleware(SecurityHeaders)
+    app = _DashboardApp(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.dashboard = board
     board.app = app
     return app
+
+
+class _DashboardApp(Starlette):
+    """A Starlette app whose security headers go out on every response, the 500 that
+    Starlette's outermost error middleware sends included."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def _wants_html(request: Request) -> bool:

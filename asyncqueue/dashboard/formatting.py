@@ -10,50 +10,42 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from asyncqueue.cli.render import duration, when
+from asyncqueue.cli.render import percent as cli_percent
+
+#: What an absent value shows as.
+NONE = "—"
+
 
 def timestamp(value: datetime | None) -> Markup:
     """A UTC time in a ``<time>`` element (its ISO form in ``datetime``), or a dash."""
     if value is None:
-        return Markup('<span class="muted">—</span>')
+        return Markup(f'<span class="muted">{NONE}</span>')
     iso = value.astimezone(UTC).isoformat()
-    shown = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return Markup(f'<time datetime="{escape(iso)}">{escape(shown)}</time>')
+    return Markup(f'<time datetime="{escape(iso)}">{escape(when(value))} UTC</time>')
 
 
 def seconds(value: float | None) -> str:
-    """A length of time: ``850 ms``, ``12.3 s``, ``4 min 5 s``, ``3 h 2 min``, ``2 d 4 h``."""
-    if value is None:
-        return "—"
-    if value < 1:
-        return f"{value * 1000:.0f} ms" if value >= 0.001 else f"{value * 1e6:.0f} µs"
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, secs = divmod(int(value), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
+    """A length of time, as the CLI shows it: ``850ms``, ``12.3s``, ``4m 05s``, ``3h 02m``."""
+    return NONE if value is None else duration(value)
 
 
 def age(value: datetime | None, now: datetime | None = None) -> str:
     """How long ago ``value`` was: ``3.0 s ago``."""
     if value is None:
-        return "—"
+        return NONE
     elapsed = ((now or datetime.now(UTC)) - value).total_seconds()
     return f"{seconds(max(elapsed, 0.0))} ago"
 
 
 def number(value: int | None) -> str:
     """An integer with thousands separators."""
-    return "—" if value is None else f"{value:,}"
+    return NONE if value is None else f"{value:,}"
 
 
 def percent(value: float | None) -> str:
-    """A rate as a percentage."""
-    return "—" if value is None else f"{value * 100:.1f}%"
+    """A rate as a percentage, as the CLI shows it."""
+    return NONE if value is None else cli_percent(value)
 
 
 def pretty_json(value: Any) -> str:

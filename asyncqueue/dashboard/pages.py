@@ -10,12 +10,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from asyncqueue.dashboard.app import Dashboard
+from asyncqueue.dashboard.app import Dashboard, current_url
 from asyncqueue.dashboard.charts import throughput_svg
 from asyncqueue.dashboard.live import change_stream
 from asyncqueue.dashboard.security import Viewer
 from asyncqueue.dashboard.snapshot import CHART_BUCKETS, CHART_WINDOW
 from asyncqueue.job import JobStatus
+from asyncqueue.validation import MAX_JOB_TYPE_LENGTH, MAX_TARGET_ID_LENGTH
 
 #: Jobs shown per page.
 PAGE_SIZE = 50
@@ -23,6 +24,8 @@ PAGE_SIZE = 50
 GROUPS_SHOWN = 50
 #: Newest failed jobs listed below the groups.
 RECENT_FAILED = 20
+#: Most jobs one bulk-retry click retries (Oban's cap): the rest wait for the next click.
+BULK_RETRY_CAP = 1000
 
 Handler = Callable[[Request, Viewer], Awaitable[Response]]
 
@@ -31,18 +34,13 @@ def unauthenticated(board: Dashboard, request: Request) -> Response:
     """A browser is sent to the login form; a script or a partial fetch gets 401."""
     page = "text/html" in request.headers.get("accept", "")
     if page and "hx-request" not in request.headers:
-        login = board.url(request, "login", {"next": _current(request)})
+        login = board.url(request, "login", {"next": current_url(request)})
         return RedirectResponse(login, status_code=303)
     return PlainTextResponse(
         "log in, or send an API token as the HTTP Basic password",
         status_code=401,
         headers={"www-authenticate": 'Basic realm="asyncqueue dashboard", charset="UTF-8"'},
     )
-
-
-def _current(request: Request) -> str:
-    query = request.url.query
-    return request.url.path + (f"?{query}" if query else "")
 
 
 def viewing(board: Dashboard, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -86,8 +84,8 @@ class JobFilters:
                 problems.append(f"bad page cursor {raw_before!r}")
         return cls(
             statuses=statuses,
-            job_type=request.query_params.get("type") or None,
-            target_id=request.query_params.get("target") or None,
+            job_type=_text_filter(request, "type", MAX_JOB_TYPE_LENGTH, problems),
+            target_id=_text_filter(request, "target", MAX_TARGET_ID_LENGTH, problems),
             before_id=before,
             problems=problems,
         )
@@ -100,6 +98,15 @@ class JobFilters:
             "target": self.target_id,
             "before": before_id,
         }
+
+
+def _text_filter(request: Request, name: str, limit: int, problems: list[str]) -> str | None:
+    """A text filter from the URL, or None (reported) when no job could ever match it."""
+    value = request.query_params.get(name) or None
+    if value is not None and (len(value) > limit or "\x00" in value):
+        problems.append(f"{name} filter longer than {limit} characters or holding a NUL")
+        return None
+    return value
 
 
 def routes(board: Dashboard) -> list[Route]:
@@ -191,6 +198,7 @@ def routes(board: Dashboard) -> list[Route]:
             groups=groups,
             recent=recent,
             report=report if report["retried"] is not None else None,
+            cap=BULK_RETRY_CAP,
             now=datetime.now(UTC),
         )
 

@@ -206,11 +206,15 @@ def _basic_password(credentials: str) -> str | None:
 def cross_site_reason(request: Request) -> str | None:
     """Why a state-changing request looks cross-site, or None when it does not.
 
-    Browsers send ``Sec-Fetch-Site``; older ones send ``Origin``. A client sending neither
-    (a script) is judged by its CSRF token alone.
+    Browsers send ``Sec-Fetch-Site``, which decides alone: it holds whatever ``Host`` a
+    proxy in front rewrote (nginx's default does). Older browsers send only ``Origin``,
+    compared with ``Host``. A client sending neither (a script) is judged by its CSRF
+    token alone.
     """
     fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+    if fetch_site is not None:
+        if fetch_site in ("same-origin", "none"):
+            return None
         return f"a {fetch_site} request may not change anything here"
     origin = request.headers.get("origin")
     if origin is not None:
