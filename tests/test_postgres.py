@@ -7,6 +7,7 @@ The behaviour both backends share is tested once, in the other modules, on both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -315,6 +316,59 @@ async def test_a_worker_survives_its_connections_being_terminated(
         assert killed > 0
         assert sorted(worker.ran) == sorted([*targets, "late"])
         assert (await queue.get_job(late)) is not None
+
+
+async def queue_connections(db_path: str, schema: str) -> int:
+    conn = await asyncpg.connect(db_path)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                f"asyncqueue:{schema}",
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def test_lone_enqueues_go_on_after_their_pinned_connection_is_killed(
+    db_path: str, pg_schema: str
+) -> None:
+    """A lone enqueue runs on a connection held out of the pool: killing it loses nothing."""
+    queue = JobQueue(db_path, listen=False)
+    await queue.open()
+    before = [await queue.enqueue("t", f"before-{n}") for n in range(3)]
+    for round_ in range(3):
+        assert await terminate_backends(db_path, pg_schema) > 0
+        job_id = await queue.enqueue("t", f"after-{round_}")
+        assert job_id.created
+        assert (await queue.get_job(job_id)) is not None
+    assert (await queue.get_queue_stats()).pending_jobs == len(before) + 3
+    # Closing hands the pinned connection back to the pool first: a pool closing with a
+    # connection still out waits 10 s for it, then kills it.
+    async with asyncio.timeout(5):
+        await queue.close()
+    assert await queue_connections(db_path, pg_schema) == 0
+
+
+async def test_a_cancelled_lone_enqueue_commits_whole_or_not_at_all(
+    db_path: str, pg_schema: str
+) -> None:
+    async with JobQueue(db_path, listen=False) as queue:
+        await queue.enqueue("t", "warm")
+        for n in range(20):
+            task = asyncio.create_task(queue.enqueue("t", f"cancelled-{n}"))
+            await asyncio.sleep(0.0002 * n)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert (await queue.enqueue("t", "after")).created
+        jobs = await queue.list_jobs(limit=100)
+        targets = [job.target_id for job in jobs]
+        assert len(targets) == len(set(targets))
+        assert "after" in targets
+        assert "warm" in targets
+    assert await queue_connections(db_path, pg_schema) == 0
 
 
 async def test_the_listener_reconnects_and_listens_again(db_path: str, pg_schema: str) -> None:

@@ -470,6 +470,8 @@ async def test_cleanup_and_metrics_beyond_the_span_cover_everything(
 # -- reading rows whose times were written out of range by hand ------------------------------
 
 # (table, key, column, value) written by hand: each a time no datetime can hold.
+_FIRST_EVENT_OF = "(SELECT min(id) FROM job_events WHERE job_id = {job})"
+
 _BAD_TIMES = [
     ("jobs", 1, "run_at", "1e300"),
     ("jobs", 2, "created_at", "-1e300"),
@@ -478,8 +480,10 @@ _BAD_TIMES = [
     ("jobs", 4, "started_at", "-9e999"),  # completed: an infinite processing time
     ("jobs", 5, "lease_expires_at", "1000000000000000000"),
     ("jobs", 6, "run_at", "x'00'"),
-    ("job_events", 1, "at", "'abc'"),
-    ("job_events", 2, "run_at", "1e300"),
+    # The first recorded event of jobs 1 and 2 (on PostgreSQL the "enqueued" event is read
+    # from the job's row, so that is the "claimed" one there).
+    ("job_events", _FIRST_EVENT_OF.format(job=1), "at", "'abc'"),
+    ("job_events", _FIRST_EVENT_OF.format(job=2), "run_at", "1e300"),
     ("workers", "'w1'", "last_heartbeat", "9e999"),
     ("workers", "'w1'", "started_at", "-1e300"),
 ]
@@ -535,8 +539,8 @@ async def test_every_library_read_survives_out_of_range_times(poisoned: Path) ->
         assert jobs[5].lease_expires_at == LATEST
         assert jobs[6].run_at == datetime(1970, 1, 1, tzinfo=UTC)
         history = await queue.get_job_history(1)
-        assert history[0].at == datetime(1970, 1, 1, tzinfo=UTC)
-        assert (await queue.get_job_history(2))[0].run_at == LATEST
+        assert datetime(1970, 1, 1, tzinfo=UTC) in [event.at for event in history]
+        assert LATEST in [event.run_at for event in await queue.get_job_history(2)]
         (worker,) = await queue.list_workers()
         assert (worker.started_at, worker.last_heartbeat) == (EARLIEST, LATEST)
         assert json.dumps(worker.to_dict())
@@ -554,11 +558,15 @@ async def test_every_library_read_survives_out_of_range_times(poisoned: Path) ->
 async def test_db_check_names_the_rows_out_of_range(poisoned: Path) -> None:
     async with JobQueue(poisoned) as queue:
         problems = await queue.check_integrity()
+    poisoned_events = sorted(
+        query(poisoned, _FIRST_EVENT_OF.format(job=job).strip("()"))[0][0] for job in (1, 2)
+    )
     outside = "a time outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z"
     job_columns = "created_at, run_at, started_at, updated_at, lease_expires_at"
     assert problems == [
         f"6 jobs have {outside} ({job_columns}), read back clamped: jobs ids 1, 2, 3, 4, 5, 6",
-        f"2 job events have {outside} (at, run_at), read back clamped: job_events ids 1, 2",
+        f"2 job events have {outside} (at, run_at), read back clamped: job_events ids "
+        + ", ".join(str(event_id) for event_id in poisoned_events),
         f"1 worker has {outside} (started_at, last_heartbeat), read back clamped: workers ids w1",
     ]
 
@@ -609,3 +617,17 @@ async def test_an_int_delay_one_second_past_the_whole_span_is_refused(db_path: P
         job = await queue.get_job(job_id)
         assert job is not None
         assert job.run_at == LATEST
+
+
+@pytest.mark.postgres_only
+async def test_an_out_of_range_enqueued_run_time_reads_back_clamped(queue: JobQueue) -> None:
+    """PostgreSQL keeps the "enqueued" event's run time in the job's row: read and checked
+    like every other stored time."""
+    job_id = await queue.enqueue("t", "x")
+    query(queue.path, f"UPDATE jobs SET enqueued_run_at = 1e300 WHERE id = {job_id}")
+    (event,) = await queue.get_job_history(job_id)
+    assert event.run_at == LATEST
+    assert json.dumps(event.to_dict())
+    (problem,) = await queue.check_integrity()
+    assert problem.startswith("1 job has a time outside")
+    assert problem.endswith(f"(enqueued_run_at), read back clamped: jobs ids {job_id}")

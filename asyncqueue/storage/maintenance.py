@@ -36,10 +36,15 @@ def times_out_of_range_sql(table: str, columns: Sequence[str], low: str, high: s
     return f"SELECT id, {', '.join(flags)} FROM {table} WHERE {' OR '.join(flags)} ORDER BY id"
 
 
-def time_problem(table: str, found: Sequence[Sequence[Any]]) -> str:
+def time_problem(
+    table: str,
+    found: Sequence[Sequence[Any]],
+    columns: Sequence[str] | None = None,
+) -> str:
     """The ``db check`` line for the rows of ``table`` that :func:`times_out_of_range_sql`
-    found: how many, which columns, the first ids."""
-    noun, columns = TIME_COLUMNS[table]
+    found: how many, which columns (``TIME_COLUMNS``' unless given), the first ids."""
+    noun, known = TIME_COLUMNS[table]
+    columns = known if columns is None else columns
     ids = ", ".join(str(row[0]) for row in found[:IDS_SHOWN])
     if len(found) > IDS_SHOWN:
         ids += f" and {len(found) - IDS_SHOWN} more"

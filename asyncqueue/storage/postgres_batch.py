@@ -27,8 +27,11 @@ class EnqueueBatcher:
     then committed.
     """
 
-    def __init__(self, insert: InsertBatch) -> None:
+    def __init__(self, insert: InsertBatch, insert_lone: InsertBatch | None = None) -> None:
+        """``insert`` runs a shared statement; ``insert_lone`` (default ``insert``) one
+        enqueue from its caller's task, with nothing else in flight."""
         self._insert = insert
+        self._insert_lone = insert_lone or insert
         self._waiting: list[tuple[NewJob, float, asyncio.Future[JobId]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
         #: Lone enqueues in flight from their callers' own tasks.
@@ -47,7 +50,7 @@ class EnqueueBatcher:
     async def _submit_direct(self, job: NewJob, now: float) -> JobId:
         self._direct += 1
         try:
-            (job_id,) = await self._insert([(job, now)])
+            (job_id,) = await self._insert_lone([(job, now)])
         finally:
             self._direct -= 1
             if self._waiting and len(self._flushers) < MAX_IN_FLIGHT:

@@ -21,6 +21,9 @@ from asyncqueue.storage.maintenance import (
 )
 from asyncqueue.timebounds import MAX_TIMESTAMP, MIN_TIMESTAMP, stored_datetime
 
+#: Time columns only the PostgreSQL schema has.
+PG_EXTRA_TIME_COLUMNS: dict[str, tuple[str, ...]] = {"jobs": ("enqueued_run_at",)}
+
 
 def unsupported_message(verb: str, schema: str | None) -> str:
     """Why a SQLite-only maintenance verb does not apply to PostgreSQL, and what to use."""
@@ -63,12 +66,13 @@ async def _time_problems(conn: Any, schema: str) -> list[str]:
     """A line per table with rows holding a time reads can only show clamped."""
     problems = []
     for table, (_, columns) in TIME_COLUMNS.items():
+        columns = (*columns, *PG_EXTRA_TIME_COLUMNS.get(table, ()))
         statement = times_out_of_range_sql(
             f"{sql.quote_identifier(schema)}.{table}", columns, "$1", "$2"
         )
         found = await conn.fetch(statement, MIN_TIMESTAMP, MAX_TIMESTAMP)
         if found:
-            problems.append(time_problem(table, found))
+            problems.append(time_problem(table, found, columns))
     return problems
 
 
