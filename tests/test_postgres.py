@@ -253,8 +253,9 @@ async def test_without_listen_workers_poll(db_path: str, pg_schema: str, app_con
         )
         assert listening == 0
         job_id = await here.enqueue("t", "polled")
-        await here.enqueue_many([{"job_type": "t", "target_id": "polled-too"}])
+        (other_id,) = await here.enqueue_many([{"job_type": "t", "target_id": "polled-too"}])
         await wait_for_status(here, job_id, JobStatus.COMPLETED)
+        await wait_for_status(here, other_id, JobStatus.COMPLETED)
         await worker.stop()
         await task
         await asyncio.sleep(0.1)  # a NOTIFY would have arrived by now
