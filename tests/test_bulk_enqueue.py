@@ -236,6 +236,13 @@ async def test_a_version_1_schema_keeps_its_history_after_migrating(
         assert query(db_path, "SELECT version FROM schema_version") == [
             (postgres_sql.SCHEMA_VERSION,)
         ]
+        indexes = query(
+            db_path,
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = 'jobs'",
+        )
+        assert ("jobs_ready_by_priority",) in indexes
+        assert ("jobs_ready_by_id",) not in indexes  # fifo/lifo read the priority index
         (old_event,) = await queue.get_job_history(old_id)
         assert old_event.event is JobEventType.ENQUEUED
         assert old_event.run_at is not None

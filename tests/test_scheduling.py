@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from asyncqueue import ConfigurationError, JobQueue, JobStatus, ManualClock, QueueWorker
+from asyncqueue.storage.base import Strategy
 
 
 class Recorder(QueueWorker):
@@ -100,6 +102,46 @@ async def test_lifo_ignores_priority_and_runs_newest_first(queue: JobQueue) -> N
     worker = await run(queue, strategy="lifo")
 
     assert targets(worker) == ["d", "c", "b", "a"]
+
+
+@pytest.mark.parametrize("strategy", ["fifo", "lifo"])
+async def test_fifo_and_lifo_claims_take_the_oldest_or_newest_across_all_priorities(
+    queue: JobQueue, clock: ManualClock, strategy: Strategy
+) -> None:
+    """Claims in small batches over every priority, with jobs not yet due left alone."""
+    ids = await queue.enqueue_many(
+        [{"job_type": "t", "target_id": str(n), "priority": 1 + (n * 7) % 10} for n in range(95)]
+    )
+    later = await queue.enqueue("t", "later", priority=1, delay=60)
+    order = list(ids) if strategy == "fifo" else list(reversed(ids))
+    taken: list[int] = []
+    while batch := await queue.claim("w", limit=7, strategy=strategy):
+        taken.extend(job.id for job in batch)
+    assert taken == order
+    clock.advance(61)
+    assert [job.id for job in await queue.claim("w", limit=7, strategy=strategy)] == [later]
+
+
+@pytest.mark.parametrize("strategy", ["fifo", "lifo"])
+async def test_concurrent_fifo_and_lifo_claimers_take_each_job_once(
+    db_path: Path, strategy: Strategy
+) -> None:
+    async with JobQueue(db_path) as first, JobQueue(db_path) as second:
+        ids = await first.enqueue_many(
+            [{"job_type": "t", "target_id": str(n), "priority": 1 + n % 10} for n in range(600)]
+        )
+
+        async def claimer(queue: JobQueue, name: str) -> list[int]:
+            taken: list[int] = []
+            while batch := await queue.claim(name, limit=9, strategy=strategy):
+                taken.extend(job.id for job in batch)
+            return taken
+
+        results = await asyncio.gather(
+            *(claimer(queue, f"w{n}") for n, queue in enumerate([first, second] * 3))
+        )
+        every = [job_id for taken in results for job_id in taken]
+        assert sorted(every) == sorted(ids)
 
 
 def test_an_unknown_strategy_is_refused(queue: JobQueue) -> None:

@@ -142,11 +142,14 @@ class PostgresStorage:
                 await self._execute(conn, sql.SET_VERSION, version=sql.SCHEMA_VERSION)
 
     async def _warm_up(self, conn: Connection) -> None:
-        """Run the enqueue statement once, on no rows: a new server process reads the
-        table's catalog entries (7 ms after a migration) and plans it now, at open, rather
-        than in the first enqueue."""
-        statement = sql.insert_jobs_sql(history=self._history, notify=False)
-        await self._fetch(conn, statement, channel=self._channel, **_arrays([]))
+        """Run the enqueue statements once, on no rows: a new server process reads the
+        table's catalog entries (7 ms after a migration) and plans them now, at open,
+        rather than in the first enqueue."""
+        for skip_duplicates in (True, False):
+            statement = sql.insert_jobs_sql(
+                history=self._history, notify=False, skip_duplicates=skip_duplicates
+            )
+            await self._fetch(conn, statement, channel=self._channel, **_arrays([]))
 
     async def _version(self, conn: Connection) -> int | None:
         table = f"{sql.quote_identifier(self._schema)}.schema_version"
@@ -363,7 +366,8 @@ class PostgresStorage:
                     params["job_types"] = list(claim.job_types)
             return await self._fetch(conn, statement, **params)
 
-        rows = await self._db.run(exchange, on_retry=recheck)
+        # A worker exchanges one batch at a time: its exchanges take the pinned connection.
+        rows = await self._db.run(exchange, on_retry=recheck, pinned=True)
         rows = taken + rows
         claimed: list[ClaimedJob] = []
         for row in rows:
