@@ -139,7 +139,8 @@ class Statements:
             for n in (True, False)
         }
         skipping = {
-            postgres_sql.insert_jobs_sql(history=h, notify=n)
+            make(history=h, notify=n)
+            for make in (postgres_sql.insert_jobs_sql, postgres_sql.insert_job_sql)
             for h in (True, False)
             for n in (True, False)
         }

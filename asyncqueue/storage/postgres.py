@@ -249,8 +249,7 @@ class PostgresStorage:
         for _ in range(_INSERT_TRIES):
             if not todo:
                 break
-            statement = sql.insert_jobs_sql(history=self._history, notify=notify)
-            rows = await self._fetch(conn, statement, channel=self._channel, **_arrays(todo))
+            rows = await self._insert_skipping_duplicates(conn, todo, notify=notify)
             for row in rows:
                 if row[0] is not None:
                     found.setdefault((row[1], row[2]), (row[0], True))
@@ -278,6 +277,26 @@ class PostgresStorage:
             job_id, created = found[key]
             ids.append(JobId(job_id, created and first_of[key] == index))
         return ids
+
+    async def _insert_skipping_duplicates(
+        self, conn: Connection, todo: Sequence[tuple[NewJob, float]], *, notify: bool
+    ) -> list[Any]:
+        if len(todo) == 1:
+            ((job, at),) = todo
+            return await self._fetch(
+                conn,
+                sql.insert_job_sql(history=self._history, notify=notify),
+                channel=self._channel,
+                job_type=job.job_type,
+                target_id=job.target_id,
+                priority=job.priority,
+                max_retries=job.max_retries,
+                metadata=job.metadata_json,
+                created_at=at,
+                run_at=job.run_at,
+            )
+        statement = sql.insert_jobs_sql(history=self._history, notify=notify)
+        return await self._fetch(conn, statement, channel=self._channel, **_arrays(todo))
 
     async def _insert_plain(
         self, conn: Connection, todo: Sequence[tuple[NewJob, float]], *, notify: bool
