@@ -521,3 +521,17 @@ async def test_an_enqueue_on_a_pooled_app_connection(queue: JobQueue, db_path: s
         assert (await queue.get_job(job_id)) is not None
     finally:
         await pool.close()
+
+
+def test_deadlocks_are_retried_without_dropping_the_connection() -> None:
+    """Deadlocks and serialisation failures are retried, but they leave the connection
+    usable: only a lost connection is dropped (and the pool's others expired)."""
+    from asyncqueue.storage.postgres_connection import is_connection_lost, is_transient
+
+    for exc in (asyncpg.DeadlockDetectedError(), asyncpg.SerializationError()):
+        assert is_transient(exc)
+        assert not is_connection_lost(exc)
+    for exc in (ConnectionResetError(), asyncpg.ConnectionDoesNotExistError()):
+        assert is_transient(exc)
+        assert is_connection_lost(exc)
+    assert not is_connection_lost(asyncpg.UniqueViolationError())

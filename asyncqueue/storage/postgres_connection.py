@@ -69,6 +69,14 @@ def is_transient(exc: BaseException) -> bool:
     ) and not isinstance(exc, asyncpg.InterfaceWarning)
 
 
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` left the connection unusable (not a deadlock or serialisation
+    failure, which end the transaction and leave the connection as good as before)."""
+    return is_transient(exc) and not isinstance(
+        exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError
+    )
+
+
 def translate(exc: BaseException, url: str) -> DatabaseError:
     """The project's error for a driver's exception (chain it as ``__cause__``)."""
     where = redacted(url)
@@ -140,15 +148,15 @@ class Database:
             try:
                 return await op(conn)
             except BaseException as exc:
-                transient = is_transient(exc)
-                if transient or isinstance(exc, asyncio.CancelledError):
+                lost = is_connection_lost(exc)
+                if lost or isinstance(exc, asyncio.CancelledError):
                     # Left mid-exchange: back to the pool closed, which replaces it.
                     self._pinned = None
                     with contextlib.suppress(asyncpg.InterfaceError):
                         conn.terminate()
                     with contextlib.suppress(Exception):
                         await pool.release(conn)
-                if transient:
+                if lost:
                     await pool.expire_connections()
                 raise
         finally:
@@ -199,12 +207,12 @@ class Database:
                     await on_retry(conn)
                 return await op(conn)
             except BaseException as exc:
-                transient = is_transient(exc)
-                if transient or isinstance(exc, asyncio.CancelledError):
+                lost = is_connection_lost(exc)
+                if lost or isinstance(exc, asyncio.CancelledError):
                     # Left mid-exchange: never back into the pool.
                     with contextlib.suppress(asyncpg.InterfaceError):
                         conn.terminate()
-                if transient:
+                if lost:
                     # The pool's other connections are likely dead too (a server restart):
                     # each is replaced on next use. Not on a mere cancellation (a caller's
                     # timeout), which would drop every healthy connection with it.
