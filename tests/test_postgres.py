@@ -20,6 +20,7 @@ from conftest import PG_URL, drop_schema
 from support import Recording, query, wait_for_status, wait_until
 
 from asyncqueue import (
+    AsyncQueueError,
     ConfigurationError,
     JobQueue,
     JobStatus,
@@ -535,3 +536,26 @@ def test_deadlocks_are_retried_without_dropping_the_connection() -> None:
         assert is_transient(exc)
         assert is_connection_lost(exc)
     assert not is_connection_lost(asyncpg.UniqueViolationError())
+
+
+async def test_closing_while_a_lone_enqueue_is_in_flight_neither_hangs_nor_loses_it(
+    db_path: str, pg_schema: str
+) -> None:
+    """The pinned connection, busy as the queue closes, goes back to the closing pool."""
+    for turns in range(4):
+        queue = JobQueue(db_path, listen=False)
+        await queue.open()
+        await queue.enqueue("t", f"warm-{turns}")
+        task = asyncio.create_task(queue.enqueue("t", f"in-flight-{turns}"))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        async with asyncio.timeout(5):  # a connection never handed back holds close 10 s
+            await queue.close()
+        outcome = await asyncio.gather(task, return_exceptions=True)
+        async with JobQueue(db_path) as check:
+            stored = [job.id for job in await check.list_jobs(limit=100)]
+        if isinstance(outcome[0], int):
+            assert outcome[0] in stored  # an id handed out is a committed job
+        else:
+            assert isinstance(outcome[0], AsyncQueueError | asyncio.CancelledError)
+    assert await queue_connections(db_path, pg_schema) == 0

@@ -122,7 +122,9 @@ class Database:
         """Close every connection, waiting briefly for those in use."""
         pool, self._pool = self._pool, None
         pinned, self._pinned = self._pinned, None
-        if pool is not None and pinned is not None:
+        # One still in use (a statement in flight as the queue closes) is waited for by the
+        # pool's close, as any connection in use is.
+        if pool is not None and pinned is not None and not self._pinned_busy:
             with contextlib.suppress(Exception):
                 await pool.release(pinned)
         if pool is not None:
@@ -141,6 +143,7 @@ class Database:
         if pool is None:
             raise QueueClosedError(f"the queue at {redacted(self.url)} is not open")
         self._pinned_busy = True
+        conn: Any = None
         try:
             if self._pinned is None:
                 self._pinned = await pool.acquire()
@@ -152,15 +155,21 @@ class Database:
                 if lost or isinstance(exc, asyncio.CancelledError):
                     # Left mid-exchange: back to the pool closed, which replaces it.
                     self._pinned = None
+                    dropped, conn = conn, None
                     with contextlib.suppress(asyncpg.InterfaceError):
-                        conn.terminate()
+                        dropped.terminate()
                     with contextlib.suppress(Exception):
-                        await pool.release(conn)
+                        await pool.release(dropped)
                 if lost:
                     await pool.expire_connections()
                 raise
         finally:
             self._pinned_busy = False
+            if conn is not None and self._pool is not pool:
+                # The queue closed while this ran: the connection goes back to its pool,
+                # whose close is waiting for it.
+                with contextlib.suppress(Exception):
+                    await pool.release(conn)
 
     async def _retrying(self, op: Callable[[], Awaitable[T]], seconds: float) -> T:
         async for attempt in AsyncRetrying(
