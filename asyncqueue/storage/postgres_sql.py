@@ -275,24 +275,18 @@ SELECT {columns} FROM inserted{wake}
 def insert_job_sql(*, history: bool, notify: bool) -> str:
     """``insert_jobs_sql`` for one job, from scalars: VALUES is planned and run faster than
     ``unnest`` of one-element arrays (measured after an idle spell, as a lone enqueue comes:
-    0.53 against 0.60-0.74 ms; back to back 0.30 against 0.33 ms)."""
-    wake = ""
-    if notify:
-        wake = """
-UNION ALL
-SELECT NULLIF(pg_notify(:channel, count(*)::text)::text, '')::bigint, NULL, NULL FROM inserted
-HAVING count(*) > 0"""
+    0.53 against 0.60-0.74 ms; back to back 0.30 against 0.33 ms). The NOTIFY rides in
+    RETURNING, so it goes out only if the job was created, without a CTE around the insert
+    (0.02-0.03 ms less)."""
+    wake = ", pg_notify(:channel, '1')::text" if notify else ""
     return f"""
-WITH inserted AS (
-    INSERT INTO __schema__.jobs AS j (job_type, target_id, priority, max_retries, metadata,
-                                      created_at, run_at, updated_at, enqueued_run_at)
-    VALUES (:job_type::text, :target_id::text, :priority::smallint, :max_retries::integer,
-            :metadata::json, :created_at::float8, :run_at::float8, :created_at::float8,
-            {":run_at::float8" if history else "NULL::float8"})
-    ON CONFLICT (job_type, target_id) WHERE status IN {ACTIVE} DO NOTHING
-    RETURNING j.id, j.job_type, j.target_id
-)
-SELECT id, job_type, target_id FROM inserted{wake}
+INSERT INTO __schema__.jobs AS j (job_type, target_id, priority, max_retries, metadata,
+                                  created_at, run_at, updated_at, enqueued_run_at)
+VALUES (:job_type::text, :target_id::text, :priority::smallint, :max_retries::integer,
+        :metadata::json, :created_at::float8, :run_at::float8, :created_at::float8,
+        {":run_at::float8" if history else "NULL::float8"})
+ON CONFLICT (job_type, target_id) WHERE status IN {ACTIVE} DO NOTHING
+RETURNING j.id, j.job_type, j.target_id{wake}
 """
 
 
