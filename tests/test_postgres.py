@@ -559,3 +559,39 @@ async def test_closing_while_a_lone_enqueue_is_in_flight_neither_hangs_nor_loses
         else:
             assert isinstance(outcome[0], AsyncQueueError | asyncio.CancelledError)
     assert await queue_connections(db_path, pg_schema) == 0
+
+
+async def test_a_failed_statement_that_was_to_carry_the_notify_leaves_it_owed(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs committed without a NOTIFY stay owed one when the statement that took over the
+    debt (the next interval's first) fails: nothing else would announce them."""
+    from asyncqueue.storage import postgres as pg_storage
+    from asyncqueue.storage.postgres_notify import NotifyDebouncer
+
+    now = [0.0]
+    async with JobQueue(db_path) as queue:
+        storage = queue._storage
+        debouncer = NotifyDebouncer(
+            storage._notify,
+            clock=lambda: now[0],
+            call_later=lambda delay, callback: asyncio.get_running_loop().call_later(
+                3600, callback
+            ),
+        )
+        storage._notifier = debouncer
+        await queue.enqueue("t", "leading")  # carries a NOTIFY
+        now[0] = 0.001
+        await queue.enqueue("t", "owing")  # committed without one
+        assert debouncer._owed
+        original = pg_storage.PostgresStorage._insert_on
+
+        async def refused(storage: Any, conn: Any, batch: Any, **kwargs: Any) -> Any:
+            raise asyncpg.CheckViolationError("refused")
+
+        monkeypatch.setattr(pg_storage.PostgresStorage, "_insert_on", refused)
+        now[0] = 0.006  # the next interval: this statement takes the debt over, then fails
+        with pytest.raises(AsyncQueueError):
+            await queue.enqueue("t", "fails")
+        assert debouncer._owed
+        monkeypatch.setattr(pg_storage.PostgresStorage, "_insert_on", original)

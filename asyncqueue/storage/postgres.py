@@ -209,9 +209,15 @@ class PostgresStorage:
         self, batch: Sequence[tuple[NewJob, float]], *, lone: bool = False
     ) -> list[JobId]:
         notify = self._settings.listen and self._notifier.take_leading_edge()
-        ids = await self._db.run(
-            lambda conn: self._insert_on(conn, batch, notify=notify), pinned=lone
-        )
+        try:
+            ids = await self._db.run(
+                lambda conn: self._insert_on(conn, batch, notify=notify), pinned=lone
+            )
+        except BaseException:
+            if notify:
+                # It took over what earlier statements owed, and sent nothing.
+                self._notifier.owe()
+            raise
         if self._settings.listen and not notify and any(job_id.created for job_id in ids):
             self._notifier.owe()
         self._publish(lambda: enqueued_events(batch, ids))
