@@ -259,6 +259,10 @@ async def test_without_listen_workers_poll(db_path: str, pg_schema: str, app_con
         await wait_for_status(here, other_id, JobStatus.COMPLETED)
         await worker.stop()
         await task
+        # A manual retry makes a job pending again: no NOTIFY for it either.
+        parked = await here.enqueue("t", "cancelled-then-retried", delay=3600)
+        assert await here.cancel_job(parked)
+        assert await here.retry_job(parked)
         await asyncio.sleep(0.1)  # a NOTIFY would have arrived by now
         assert heard == []
         assert sorted(worker.ran) == ["polled", "polled-too"]

@@ -471,7 +471,7 @@ class PostgresStorage:
 
     async def retry_job(self, job_id: int, now: float) -> bool:
         """failed/cancelled -> pending now, unless an active job holds the same pair."""
-        statement = sql.retry_job_sql(history=self._history)
+        statement = sql.retry_job_sql(history=self._history, notify=self._settings.listen)
 
         async def retry(conn: Connection) -> Any:
             try:

@@ -513,9 +513,10 @@ SELECT job_type FROM cancelled
 """
 
 
-def retry_job_sql(*, history: bool) -> str:
-    """failed/cancelled -> pending now, waking listeners; an active duplicate makes the
-    unique index refuse it (23505), which the caller answers as False."""
+def retry_job_sql(*, history: bool, notify: bool = True) -> str:
+    """failed/cancelled -> pending now, waking listeners (unless ``notify`` is off: no
+    NOTIFY with ``listen=False``); an active duplicate makes the unique index refuse it
+    (23505), which the caller answers as False."""
     events = (
         """,
 retried_events AS (
@@ -532,7 +533,7 @@ WITH retried AS (
     WHERE id = :id AND status IN ('failed', 'cancelled')
     RETURNING id, job_type
 ){events}
-SELECT job_type, pg_notify(:channel, '1')::text IS NULL FROM retried
+SELECT job_type{", pg_notify(:channel, '1')::text IS NULL" if notify else ""} FROM retried
 """
 
 
