@@ -61,7 +61,8 @@ class QueueWorker:
         poll_interval: seconds between claim attempts while idle. An enqueue through the same
             ``JobQueue`` object, or a commit by another process, wakes the worker at once;
             delayed jobs and retries coming due are seen within this interval.
-        strategy: ``"priority"`` (1 before 10, then oldest first), ``"fifo"`` or ``"lifo"``.
+        strategy: ``"priority"`` (1 before 10, then the job due longest first), ``"fifo"``
+            (due longest first, any priority) or ``"lifo"`` (due most recently first).
         shutdown_grace_period: seconds running jobs get after ``stop()`` (default 30).
         heartbeat_interval: seconds between heartbeats, lease renewals and stale sweeps
             (default: a third of the lease, at most 10 s). The worker counts as active while

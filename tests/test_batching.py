@@ -798,11 +798,10 @@ def test_every_claim_statement_reads_the_ready_index(
     with closing(sqlite3.connect(planned_db)) as conn:
         plan = query_plan(conn, sql.CLAIM_IDS[(strategy, typed)])
     reads = jobs_access(plan)
-    # priority: one ordered walk of the index; fifo/lifo: one short range per priority.
-    if strategy == "priority":
-        assert reads == ["SCAN jobs USING INDEX jobs_ready_by_priority"], plan
-    else:
-        assert reads == ["SEARCH jobs USING INDEX jobs_ready_by_priority (priority=?)"] * 10
+    # Every strategy: one range per priority, ending at the first job not yet due.
+    assert (
+        reads == ["SEARCH jobs USING INDEX jobs_ready_by_priority (priority=? AND run_at<?)"] * 10
+    ), plan
     assert not any(line.startswith("SCAN jobs") and "USING" not in line for line in plan)
 
 

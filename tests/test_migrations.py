@@ -95,8 +95,12 @@ async def test_a_version_2_file_keeps_every_job_event_and_id(
     assert (stats.pending_jobs, stats.processing_jobs, stats.completed_jobs) == (1, 1, 1)
     assert (stats.retry_scheduled_jobs, stats.failed_jobs) == (1, 1)
     with closing(sqlite3.connect(db_path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == sql.SCHEMA_VERSION == 5
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        ready_index = db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'jobs_ready_by_priority'"
+        ).fetchone()[0]
+        assert "(priority, run_at, id)" in ready_index  # version 5's claim order
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert {
         "jobs_active_pair",

@@ -144,6 +144,45 @@ async def test_concurrent_fifo_and_lifo_claimers_take_each_job_once(
         assert sorted(every) == sorted(ids)
 
 
+async def test_within_a_priority_the_job_due_longest_goes_first(
+    queue: JobQueue, clock: ManualClock
+) -> None:
+    """Due time, not enqueue order: a delayed job takes its turn from when it came due, a
+    retried one from when its backoff ended."""
+    delayed = await queue.enqueue("t", "delayed", delay=30)  # due at +30
+    clock.advance(10)
+    early = await queue.enqueue("t", "early")  # due at +10
+    clock.advance(10)
+    (attempt,) = await queue.claim("w", limit=1)
+    assert attempt.id == early
+    assert await queue.fail_attempt(attempt, "boom") is JobStatus.RETRY_SCHEDULED
+    retry = await queue.get_job(early)
+    assert retry is not None
+    clock.advance(5)
+    later = await queue.enqueue("t", "later")  # due at +25
+    # The retry (a backoff of a second or two) came due before "later" was enqueued.
+    assert retry.run_at.timestamp() < clock.now()
+    clock.advance(3600)
+    order = [(await queue.claim("w", limit=1))[0].id for _ in range(3)]
+    assert order == [early, later, delayed]
+
+
+@pytest.mark.parametrize("strategy", ["priority", "fifo", "lifo"])
+async def test_delayed_jobs_ahead_of_due_ones_are_passed_over(
+    queue: JobQueue, strategy: Strategy
+) -> None:
+    await queue.enqueue_many(
+        [{"job_type": "t", "target_id": f"later-{n}", "delay": 3600} for n in range(300)]
+    )
+    due = await queue.enqueue_many(
+        [{"job_type": "t", "target_id": f"now-{n}", "priority": 1 + n % 10} for n in range(30)]
+    )
+    taken: list[int] = []
+    while batch := await queue.claim("w", limit=4, strategy=strategy):
+        taken.extend(job.id for job in batch)
+    assert sorted(taken) == sorted(due)
+
+
 def test_an_unknown_strategy_is_refused(queue: JobQueue) -> None:
     with pytest.raises(ConfigurationError, match="strategy"):
         Recorder(queue, strategy="random")  # type: ignore[arg-type]

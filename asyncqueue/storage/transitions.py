@@ -68,7 +68,8 @@ def recovered_events(found: Sequence[Sequence[Any]], now: float) -> list[EventRo
 
 
 def sort_claimed(claimed: list[ClaimedJob], strategy: Strategy) -> None:
-    """Put jobs a claim returned (in no guaranteed order) in the order of ``strategy``."""
+    """Put jobs a claim returned (in no guaranteed order) in the order they start: priority
+    then id, or id (lifo: newest first). Which jobs the claim took followed due time."""
     if len(claimed) > 1:
         if strategy == "priority":
             claimed.sort(key=_priority_order)
