@@ -358,22 +358,17 @@ def _picked(strategy: Strategy, type_filter: str) -> str:
     """The ids to claim, locked. The lock and the condition in one statement: a row another
     transaction claimed after our snapshot is re-checked once locked, and skipped.
 
-    Each priority is one range of jobs_ready_by_priority, ``(priority, run_at, id)``, ending
-    at the first job not yet due: jobs delayed into the future are never read (with
-    100,000 delayed jobs ahead of due ones, a worker drained 9,000 jobs/s reading the index
-    in (priority, id) order and skipping them, against 25,000 without them).
+    jobs_ready_by_priority is ``(priority, run_at, id)``: within each priority the due jobs
+    come first, and ``run_at <= :now`` is checked on the index entry, so a job not yet due
+    costs no table read (with 100,000 jobs delayed ahead of due ones, a worker drained
+    9,000 jobs/s when the index was (priority, id), against 25,000 without them).
     """
     due = f"FROM __schema__.jobs WHERE status IN {READY} AND run_at <= :now {type_filter}"
     lock = "FOR NO KEY UPDATE SKIP LOCKED"
     if strategy == "priority":
-        # The ranges one after another, highest priority first: the outer LIMIT stops
-        # reading (and locking) once it has enough.
-        arms = "\n    UNION ALL\n    ".join(
-            f"SELECT id FROM (SELECT id {due} AND priority = {p} ORDER BY run_at, id "
-            f"LIMIT :limit {lock}) AS p{p}"
-            for p in _PRIORITIES
-        )
-        return f"SELECT id FROM (\n    {arms}\n) AS arms LIMIT :limit"
+        # One ordered walk: ten per-priority ranges (which would stop at the first job not
+        # yet due) cost an idle worker's claim 0.08 ms more for their executor nodes.
+        return f"SELECT id {due} ORDER BY priority, run_at, id LIMIT :limit {lock}"
     # fifo/lifo: the earliest (latest) due unlocked few of each priority, then the earliest
     # (latest) of those. Each arm locks what it reads, so up to ten times the claim is
     # locked for the statement's few milliseconds; another claimer skips those rows
