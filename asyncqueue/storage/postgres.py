@@ -246,7 +246,7 @@ class PostgresStorage:
             inserted = await self._insert_plain(conn, todo, notify=notify)
             if inserted is not None:
                 if todo is batch:
-                    return [JobId(job_id, True) for job_id in inserted]
+                    return JobId.created_all(inserted)
                 found = {
                     (job.job_type, job.target_id): (job_id, True)
                     for (job, _), job_id in zip(todo, inserted, strict=True)
@@ -322,7 +322,7 @@ class PostgresStorage:
                 raise
             self._conflict_free = 0
             return None
-        created = sorted(row[0] for row in rows if row[0] is not None)
+        created: list[int] = rows[0][0] or []
         if len(created) != len(todo):
             raise DatabaseError(
                 f"inserted {len(created)} of {len(todo)} jobs in one statement", self.path

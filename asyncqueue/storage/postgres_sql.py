@@ -236,7 +236,7 @@ _NEW_VALUES = """
 @lru_cache(maxsize=8)
 def insert_jobs_sql(*, history: bool, notify: bool, skip_duplicates: bool = True) -> str:
     """Insert a batch from arrays; answer an ``(id, job_type, target_id)`` row per created job
-    (just ``id`` without ``skip_duplicates``), and perhaps a row of NULL id.
+    and perhaps a row of NULL id (without ``skip_duplicates``: one row, the ids as an array).
 
     With ``skip_duplicates``, a pair that conflicted with an active job (also one earlier in
     the same batch: rows go in in batch order, so the first item of a repeated pair is the
@@ -250,18 +250,24 @@ def insert_jobs_sql(*, history: bool, notify: bool, skip_duplicates: bool = True
     made the planner's generic plan scan it (80 % of a lone enqueue's time at 20,000 jobs).
     With ``history``, the job's "enqueued" event is its row (``enqueued_run_at`` set).
     """
-    # Without skip_duplicates every row is created, in batch order, so ids alone answer
-    # (ascending in batch order: each row takes its id as it goes in, in ORDER BY n).
-    columns = "id, job_type, target_id" if skip_duplicates else "id"
-    wake = ""
-    if notify:
-        # A row whose id is NULL: the caller skips it.
-        blanks = ", NULL, NULL" if skip_duplicates else ""
-        wake = f"""
-UNION ALL
-SELECT NULLIF(pg_notify(:channel, count(*)::text)::text, '')::bigint{blanks} FROM inserted
-HAVING count(*) > 0"""
     conflict = f"ON CONFLICT (job_type, target_id) WHERE status IN {ACTIVE} DO NOTHING"
+    if skip_duplicates:
+        returning = "j.id, j.job_type, j.target_id"
+        wake = ""
+        if notify:
+            # A row whose id is NULL: the caller skips it.
+            wake = """
+UNION ALL
+SELECT NULLIF(pg_notify(:channel, count(*)::text)::text, '')::bigint, NULL, NULL
+FROM inserted HAVING count(*) > 0"""
+        answer = f"SELECT id, job_type, target_id FROM inserted{wake}"
+    else:
+        # Every row is created, so the ids alone answer, as one array in ascending order,
+        # which is batch order (each row takes its id as it goes in, in ORDER BY n): one
+        # row to decode instead of one per job.
+        returning = "j.id"
+        wake = ", pg_notify(:channel, (SELECT count(*) FROM inserted)::text)" if notify else ""
+        answer = f"SELECT (SELECT array_agg(id ORDER BY id) FROM inserted){wake}"
     return f"""
 WITH inserted AS (
     INSERT INTO __schema__.jobs AS j (job_type, target_id, priority, max_retries, metadata,
@@ -271,9 +277,9 @@ WITH inserted AS (
     FROM (SELECT {_NEW_VALUES}, n FROM {_NEW_JOBS}) AS new
     ORDER BY n
     {conflict if skip_duplicates else ""}
-    RETURNING {", ".join("j." + column for column in columns.split(", "))}
+    RETURNING {returning}
 )
-SELECT {columns} FROM inserted{wake}
+{answer}
 """
 
 
