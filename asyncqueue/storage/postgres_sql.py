@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from asyncqueue.job import ACTIVE_STATUSES, READY_STATUSES, JobStatus
 from asyncqueue.storage.base import WORKER_LIVENESS_MULTIPLE, Strategy
-from asyncqueue.validation import MAX_PRIORITY, MIN_PRIORITY
+from asyncqueue.storage.claim_order import ORDER, merged_ranges
 
 
 def _sql_set(statuses: Sequence[JobStatus] | frozenset[JobStatus]) -> str:
@@ -318,11 +318,6 @@ NOTIFY = "SELECT pg_notify(:channel, :payload)"
 
 # -- claims and outcomes ---------------------------------------------------------------------
 
-# The claim orders of the SQLite backend, so a queue behaves the same on both: priority, then
-# the time a job became due (its run_at: when it was enqueued, its delay or retry time),
-# then id; or due time and id alone. All read the partial index holding only claimable
-# rows (jobs_ready_by_priority).
-_PRIORITIES = range(MIN_PRIORITY, MAX_PRIORITY + 1)
 
 _FINISH = """
 done AS (
@@ -374,18 +369,10 @@ def _picked(strategy: Strategy, type_filter: str) -> str:
     if strategy == "priority":
         # One ordered walk: ten per-priority ranges (which would stop at the first job not
         # yet due) cost an idle worker's claim 0.08 ms more for their executor nodes.
-        return f"SELECT id {due} ORDER BY priority, run_at, id LIMIT :limit {lock}"
-    # fifo/lifo: the earliest (latest) due unlocked few of each priority, then the earliest
-    # (latest) of those. Each arm locks what it reads, so up to ten times the claim is
-    # locked for the statement's few milliseconds; another claimer skips those rows
-    # meanwhile.
-    order = "run_at, id" if strategy == "fifo" else "run_at DESC, id DESC"
-    arms = "\n    UNION ALL\n    ".join(
-        f"SELECT id, run_at FROM (SELECT id, run_at {due} AND priority = {p} ORDER BY {order} "
-        f"LIMIT :limit {lock}) AS p{p}"
-        for p in _PRIORITIES
-    )
-    return f"SELECT id FROM (\n    {arms}\n) AS arms ORDER BY {order} LIMIT :limit"
+        return f"SELECT id {due} ORDER BY {ORDER[strategy]} LIMIT :limit {lock}"
+    # fifo/lifo: each range locks what it reads, so up to ten times the claim is locked for
+    # the statement's few milliseconds; another claimer skips those rows meanwhile.
+    return merged_ranges(due, strategy, lock)
 
 
 def _claim(strategy: Strategy, typed: bool) -> str:

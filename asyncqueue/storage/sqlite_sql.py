@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from asyncqueue.job import JobStatus
 from asyncqueue.storage.base import WORKER_LIVENESS_MULTIPLE, Strategy
+from asyncqueue.storage.claim_order import merged_ranges, per_priority_ranges
 from asyncqueue.storage.sqlite_views import VIEW_NAMES, VIEWS
 
 
@@ -250,7 +251,6 @@ SELECT id FROM jobs WHERE job_type = ? AND target_id = ? AND active = 1
 # jobs_status_type and sort, and if a schema change ever made the index unusable the
 # statement fails loudly instead of quietly turning into a scan.
 _READY_ROWS = f"FROM jobs INDEXED BY jobs_ready_by_priority WHERE status IN {READY}"
-_PRIORITIES = range(1, 11)
 
 
 def _claim_candidates(strategy: Strategy, type_filter: str) -> str:
@@ -265,19 +265,8 @@ def _claim_candidates(strategy: Strategy, type_filter: str) -> str:
     if strategy == "priority":
         # The ranges one after another, highest priority first; the LIMIT ends the
         # compound once it has enough, so lower priorities are not read.
-        arms = " UNION ALL ".join(
-            f"SELECT id FROM (SELECT id {due} AND priority = {p} ORDER BY run_at, id LIMIT :limit)"
-            for p in _PRIORITIES
-        )
-        return f"{arms} LIMIT :limit"
-    # fifo/lifo: the earliest (latest) due few of each priority, merged.
-    order = "run_at, id" if strategy == "fifo" else "run_at DESC, id DESC"
-    arms = " UNION ALL ".join(
-        f"SELECT id, run_at FROM (SELECT id, run_at {due} AND priority = {p} "
-        f"ORDER BY {order} LIMIT :limit)"
-        for p in _PRIORITIES
-    )
-    return f"SELECT id FROM ({arms}) ORDER BY {order} LIMIT :limit"
+        return " UNION ALL ".join(per_priority_ranges(due, "run_at, id")) + " LIMIT :limit"
+    return merged_ranges(due, strategy)
 
 
 # A claim is three statements in the writer's transaction, none answering more than one
