@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from enum import Enum
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from asyncqueue.clock import Clock, SystemClock
 from asyncqueue.config import QueueSettings, redacted, resolve_settings
 from asyncqueue.errors import (
+    AsyncQueueError,
     DatabaseError,
     QueueClosedError,
     ValidationError,
@@ -148,6 +150,8 @@ class JobQueue:
         self._enqueue_listeners: set[Callable[[], None]] = set()
         self._change_watch: Callable[[], None] | None = None
         self._log = get_logger("asyncqueue.queue")
+        #: When a claim last started (see wait_for_work).
+        self._last_claim_at = float("-inf")
 
     @property
     def path(self) -> str:
@@ -565,6 +569,8 @@ class JobQueue:
         """
         storage = await self._ready()
         recovered = await storage.recover_stale_jobs(self.clock.now())
+        if any(job.status is JobStatus.PENDING for job in recovered):
+            self._notify_enqueued()
         for job in recovered:
             self._log.warning(
                 "job.recovered",
@@ -682,6 +688,10 @@ class JobQueue:
         """
         storage = await self._ready()
         now = self.clock.now()
+        if limit > 0:
+            # Set before the attempt: after a failed claim, a job already due is not
+            # news, and wait_for_work lets the worker back off instead of retrying at once.
+            self._last_claim_at = max(self._last_claim_at, now)
         claim = (
             ClaimRequest(
                 worker_id=worker_id,
@@ -744,12 +754,39 @@ class JobQueue:
         return await storage.renew_leases(leases, capped(now + seconds), now)
 
     async def wait_for_work(self, seconds: float, job_types: tuple[str, ...] | None) -> None:
-        """Sleep ``seconds`` on the queue's clock.
+        """Return once a job of these types is due: an idle worker's wait, claiming nothing.
+
+        It reads the earliest due time of a ready job (a read: no lock, no write) at once,
+        then again when that time comes and every ``seconds`` (less up to a tenth, so
+        workers started together spread out), which finds jobs made due without a
+        notification: a retry or a recovered lease in another process, rows written by
+        hand. A job already due at the first read that the last claim could have taken
+        (locked by another claimer) is trusted only after the next ``seconds``, so such a
+        job costs one claim per ``seconds``, not a claim loop. A failed read sleeps
+        ``seconds`` and returns: the worker's claim retries and reports the error.
 
         A local worker is woken earlier by its enqueue listener (see
         :meth:`add_enqueue_listener`), which it races with this wait.
         """
-        await self.clock.sleep(seconds)
+        storage = await self._ready()
+        first = True
+        while True:
+            try:
+                due = await _finished_even_if_cancelled(storage.earliest_ready(job_types))
+            except QueueClosedError:
+                raise
+            except AsyncQueueError as exc:
+                self._log.warning("queue.wait_read_failed", error=str(exc))
+                await self.clock.sleep(seconds)
+                return
+            now = self.clock.now()
+            if due is not None and due <= now and (not first or due > self._last_claim_at):
+                return
+            first = False
+            pause = seconds * (1.0 - POLL_JITTER * random.random())
+            if due is not None and due > now:
+                pause = min(pause, due - now)
+            await self.clock.sleep(pause)
 
     async def record_worker(self, worker: WorkerRecord) -> None:
         """Register or heartbeat a worker, and prune workers no longer alive."""
@@ -923,6 +960,23 @@ def _cleanup_cutoff(now: float, days: float) -> float | None:
 
 def _utc_or_none(timestamp: float | None) -> datetime | None:
     return None if timestamp is None else stored_datetime(timestamp)
+
+
+T = TypeVar("T")
+
+#: The share of ``poll_interval`` an idle worker's reads may come early by (see
+#: ``JobQueue.wait_for_work``): workers started at once spread out instead of reading in step.
+POLL_JITTER = 0.1
+
+
+async def _finished_even_if_cancelled(read: Awaitable[T]) -> T:
+    """Await ``read`` in a task of its own that runs to its end even if the caller is
+    cancelled: cancelling a PostgreSQL query midway costs a cancel request on a new
+    connection, and an idle worker's read is cancelled every time the worker is woken."""
+    task = asyncio.ensure_future(read)
+    # A cancelled caller never looks at the outcome; retrieving it keeps asyncio quiet.
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(task)
 
 
 #: Job ids are signed 64-bit integers in both backends.

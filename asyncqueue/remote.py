@@ -305,24 +305,28 @@ class RemoteQueue:
         return 0
 
     async def wait_for_work(self, seconds: float, job_types: tuple[str, ...] | None) -> None:
-        """Long-poll the server until something was enqueued, or ``seconds`` pass.
+        """Long-poll the server, ``seconds`` at a time, until something was enqueued or a
+        task of these types came due (the server reads its due times, see
+        ``JobQueue.wait_for_work``): an idle worker claims nothing.
 
         The wait claims nothing, so cancelling it (a stop) loses nothing. When the server
-        cannot be reached it sleeps ``seconds`` instead: the next claim then retries.
+        cannot be reached it sleeps ``seconds`` and returns: the next claim then retries.
         """
         seconds = min(seconds, MAX_WAIT_SECONDS)
-        body = {
-            "since": self._seq,
-            "timeout": seconds,
-            "task_types": None if job_types is None else list(job_types),
-        }
-        try:
-            answer = await self._send("POST", "/tasks/wait", body, read_timeout=seconds + 10.0)
-        except RemoteError as exc:
-            self._log.debug("remote.wait_failed", error=str(exc))
-            await self.clock.sleep(seconds)
-            return
-        self._note_seq(answer)
+        types = None if job_types is None else list(job_types)
+        while True:
+            since = self._seq
+            body = {"since": since, "timeout": seconds, "task_types": types}
+            try:
+                answer = await self._send("POST", "/tasks/wait", body, read_timeout=seconds + 10.0)
+            except RemoteError as exc:
+                self._log.debug("remote.wait_failed", error=str(exc))
+                await self.clock.sleep(seconds)
+                return
+            self._note_seq(answer)
+            # A server that does not say (an older one) is asked by a claim, as before.
+            if self._seq != since or answer.get("due") is not False:
+                return
 
     def add_enqueue_listener(self, listener: Callable[[], None]) -> None:
         """Nothing to listen to: an idle worker long-polls instead (``wait_for_work``)."""

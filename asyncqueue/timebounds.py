@@ -55,6 +55,16 @@ def clamped(value: object) -> float:
     return float(min(max(value, MIN_TIMESTAMP), MAX_TIMESTAMP))
 
 
+def due_time(value: object) -> float | None:
+    """A stored ``run_at`` as a claim reads it: None for a value no claim ever finds due
+    (NULL, NaN, text), otherwise :func:`clamped`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return clamped(value)
+
+
 def clamped_seconds(value: object) -> float:
     """A duration computed from stored times, within what two storable times can span.
 

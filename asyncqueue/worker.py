@@ -58,9 +58,11 @@ class QueueWorker:
         worker_id: a unique name (default: ``host-pid-random``).
         concurrency: jobs run at once by this worker.
         job_types: claim only these types (strs or str-valued Enum members); None for all.
-        poll_interval: seconds between claim attempts while idle. An enqueue through the same
-            ``JobQueue`` object, or a commit by another process, wakes the worker at once;
-            delayed jobs and retries coming due are seen within this interval.
+        poll_interval: the longest an idle worker goes between two reads of the queue's
+            earliest due time. An idle worker claims nothing: an enqueue through the same
+            ``JobQueue``, a commit by another process (SQLite) or a notification
+            (PostgreSQL) wakes it at once; it claims a delayed job or retry when it comes
+            due, and other jobs that come due without notice within this interval.
         strategy: ``"priority"`` (1 before 10, then the job due longest first), ``"fifo"``
             (due longest first, any priority) or ``"lifo"`` (due most recently first).
         shutdown_grace_period: seconds running jobs get after ``stop()`` (default 30).
@@ -442,8 +444,9 @@ class QueueWorker:
     async def _wait_for_work(self) -> None:
         """Idle: wait for a wake-up (new work seen, stop) or the queue's own wait for work.
 
-        The queue's wait is a sleep of ``poll_interval`` for a local queue and a long poll
-        for a remote one; it claims nothing, so cancelling it loses nothing.
+        The queue's wait reads the earliest due time for a local queue (see
+        ``JobQueue.wait_for_work``) and long-polls a remote one; it claims nothing, so
+        cancelling it loses nothing.
         """
         if self._wakeup.is_set():
             return

@@ -104,6 +104,13 @@ def db_path(backend: str, tmp_path: Path, pg_schema: str | None) -> Path | str:
     return tmp_path / "queue.db"
 
 
+@pytest.fixture(autouse=True)
+def exact_poll_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle workers read the queue every ``poll_interval`` exactly, not up to a tenth early:
+    tests wait for that sleeper on their clock. tests/test_idle_worker.py covers the jitter."""
+    monkeypatch.setattr("asyncqueue.queue.POLL_JITTER", 0.0)
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(start=1_800_000_000.0)

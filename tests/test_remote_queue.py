@@ -175,6 +175,27 @@ async def test_the_bearer_token_goes_with_every_request_and_waits_pass_the_seq()
     )
 
 
+@pytest.mark.parametrize(
+    ("last", "requests"),
+    [
+        ({"seq": 3, "due": True}, 3),  # a task came due
+        ({"seq": 4, "due": False}, 3),  # something was enqueued
+    ],
+)
+async def test_a_wait_with_nothing_new_waits_again_rather_than_claim(
+    last: dict[str, Any], requests: int
+) -> None:
+    nothing = httpx.Response(200, json={"seq": 3, "due": False})
+    server = Server(
+        exchange_answer([], [], seq=3), nothing, nothing, httpx.Response(200, json=last)
+    )
+    async with server.queue(clock=ManualClock()) as rq:
+        await rq.finish_and_claim((), worker_id="w", limit=1)
+        await rq.wait_for_work(0.5, None)
+    waits = [path for _, path, _ in server.requests[1:]]
+    assert waits == ["/api/tasks/wait"] * requests, "an idle remote worker claims nothing"
+
+
 async def test_a_wait_on_an_unreachable_server_sleeps_instead_of_raising() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)

@@ -370,7 +370,7 @@ async def test_wait_returns_on_an_enqueue_or_at_its_timeout_and_claims_nothing(
 ) -> None:
     seq = (await api.post("/api/tasks/wait", json={"since": 0, "timeout": 0})).json()["seq"]
     response = await api.post("/api/tasks/wait", json={"since": seq, "timeout": 0.05})
-    assert response.json() == {"seq": seq}, "nothing happened: the timeout ends it"
+    assert response.json() == {"seq": seq, "due": False}, "nothing happened: the timeout ends it"
 
     waiting = asyncio.create_task(
         api.post("/api/tasks/wait", json={"since": seq, "timeout": 10, "task_types": ["scrape"]})
@@ -388,7 +388,46 @@ async def test_wait_returns_on_an_enqueue_or_at_its_timeout_and_claims_nothing(
     now = (await api.post("/api/tasks/wait", json={"since": 0, "timeout": 0})).json()["seq"]
     assert now >= after
     stale = await api.post("/api/tasks/wait", json={"since": now + 1000, "timeout": 10})
-    assert stale.json() == {"seq": now}, "a count from an earlier server answers at once"
+    assert stale.json() == {"seq": now, "due": False}, "a count from an earlier server answers"
+
+
+async def test_wait_answers_when_a_delayed_task_comes_due(
+    api: httpx.AsyncClient, queue: JobQueue, clock: ManualClock
+) -> None:
+    """A task coming due sends no notification: the wait reads the due times itself, so an
+    idle remote worker need not claim to find it."""
+    await queue.enqueue("scrape", "later", delay=30)
+    await queue.enqueue("other", "not-asked-for")
+    seq = (await api.post("/api/tasks/wait", json={"since": 0, "timeout": 0})).json()["seq"]
+    waiting = asyncio.create_task(
+        api.post("/api/tasks/wait", json={"since": seq, "timeout": 20, "task_types": ["scrape"]})
+    )
+    async with asyncio.timeout(10):
+        while not clock._sleepers:  # the wait reads the due time each second
+            await asyncio.sleep(0.01)
+    assert not waiting.done(), "a task of another type due now does not end the wait"
+    clock.advance(30)
+    async with asyncio.timeout(10):
+        answer = (await waiting).json()
+    assert answer == {"seq": seq, "due": True}
+    assert (await queue.get_queue_stats()).pending_jobs == 2, "the wait claims nothing"
+
+
+async def test_a_long_poll_claim_takes_a_delayed_task_when_it_comes_due(
+    api: httpx.AsyncClient, queue: JobQueue, clock: ManualClock
+) -> None:
+    job_id = await queue.enqueue("scrape", "later", delay=30)
+    claiming = asyncio.create_task(
+        api.post("/api/tasks/claim", json={"worker_id": "w1", "wait": 20})
+    )
+    async with asyncio.timeout(10):
+        while not clock._sleepers:  # the wait reads the due time each second
+            await asyncio.sleep(0.01)
+    clock.advance(30)
+    async with asyncio.timeout(10):
+        response = await claiming
+    assert response.status_code == 200
+    assert response.json()["id"] == job_id
 
 
 # -- the batching routes -----------------------------------------------------------------

@@ -20,7 +20,7 @@ from asyncqueue.queue import JobQueue
 from asyncqueue.server import tasks
 from asyncqueue.server.answers import CONFLICT, NOT_FOUND, SUCCESS, TaskId, conflict, not_found
 from asyncqueue.server.auth import WORKER_SCOPES, Scope, TokenAuth
-from asyncqueue.server.claiming import claim_tasks, read_claimed
+from asyncqueue.server.claiming import claim_tasks, read_claimed, wait_for_news
 from asyncqueue.server.errors import input_error
 from asyncqueue.server.limits import DEFAULT_MAX_BODY_BYTES, capped_route_class
 from asyncqueue.server.notify import EnqueueCounter
@@ -272,10 +272,15 @@ def _add_batch_routes(
 
     @router.post("/tasks/wait", tags=["worker"])
     async def wait(body: WaitBody, scope: Scope = worker) -> Response:
-        """Wait up to ``timeout`` seconds for an enqueue notification after ``since``.
+        """Wait up to ``timeout`` seconds for an enqueue notification after ``since``, or
+        for a task of ``task_types`` to come due. Claims nothing.
 
-        Returns ``{"seq": n}`` at once if ``n`` differs from ``since``. Claims nothing.
+        Returns ``{"seq": n, "due": d}``, at once if ``n`` differs from ``since``; ``d``
+        says a task came due. A worker claims when either moved, and otherwise waits again.
         """
-        _job_types(body.task_types)
+        job_types = _job_types(body.task_types)
         await queue.open()
-        return JSONResponse({"seq": await counter.wait(body.since, body.timeout)})
+        seq, due = await wait_for_news(
+            queue, counter, since=body.since, seconds=body.timeout, job_types=job_types
+        )
+        return JSONResponse({"seq": seq, "due": due})

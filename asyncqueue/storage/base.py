@@ -160,6 +160,11 @@ class JobStorage(StorageMaintenance, Protocol):
         """
         ...
 
+    async def earliest_ready(self, job_types: tuple[str, ...] | None) -> float | None:
+        """The earliest due time of a pending or retry-scheduled job of these types (all
+        types for None), read without locking or writing anything; None if there is none."""
+        ...
+
     async def renew_leases(
         self, leases: Sequence[Lease], expires_at: float, now: float
     ) -> set[int]:

@@ -39,3 +39,16 @@ def merged_ranges(due: str, strategy: Strategy, lock: str = "") -> str:
     order = ORDER[strategy]
     arms = " UNION ALL ".join(per_priority_ranges(due, order, lock))
     return f"SELECT id FROM ({arms}) AS arms ORDER BY {order} LIMIT :limit"
+
+
+def earliest_ready(ready: str) -> str:
+    """The earliest ``run_at`` among the rows of ``ready`` (a FROM and WHERE over ready
+    jobs), or NULL: the first entry of each priority's range of the ready index, so the
+    answer costs ten index probes however many jobs wait (with a job-type filter, each
+    range is read up to its first job of those types)."""
+    arms = " UNION ALL ".join(
+        f"SELECT run_at FROM (SELECT run_at {ready} AND priority = {p} "
+        f"ORDER BY run_at LIMIT 1) AS p{p}"
+        for p in PRIORITIES
+    )
+    return f"SELECT min(run_at) FROM ({arms}) AS firsts"

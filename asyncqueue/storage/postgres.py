@@ -52,6 +52,7 @@ from asyncqueue.storage.transitions import (
     recovered_events,
     sort_claimed,
 )
+from asyncqueue.timebounds import due_time
 from asyncqueue.validation import NewJob
 
 #: Tries of an enqueue whose duplicate finished between the insert and the lookup.
@@ -502,7 +503,9 @@ class PostgresStorage:
         ``listen=False``: workers then poll)."""
         if not self._settings.listen:
             return lambda: None
-        listener = Listener(self._url, self._channel, callback, self._db.server_settings)
+        listener = Listener(
+            self._url, self._channel, callback, self._db.server_settings, self._db.server_pids
+        )
         listener.start()
         return listener.close
 
@@ -544,6 +547,18 @@ class PostgresStorage:
         return int(await self._db.run(prune))
 
     # -- reads -------------------------------------------------------------------------
+
+    async def earliest_ready(self, job_types: tuple[str, ...] | None) -> float | None:
+        """The earliest due time of a ready job of these types, on a pooled connection (an
+        idle worker's probe must not queue behind its own exchanges)."""
+        params: dict[str, Any] = {} if job_types is None else {"job_types": list(job_types)}
+        statement = sql.EARLIEST_READY[job_types is not None]
+
+        async def read(conn: Connection) -> Any:
+            return await self._fetchval(conn, statement, **params)
+
+        value = await self._db.run(read)
+        return due_time(value)
 
     async def get_job(self, job_id: int) -> Job | None:
         """One job, or None."""

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
@@ -99,6 +100,9 @@ class Database:
         #: Kept out of the pool for lone statements (see :meth:`run`), and whether in use.
         self._pinned: Any = None
         self._pinned_busy = False
+        #: Server process ids of the pool's connections: a NOTIFY one of them sent was
+        #: already announced in this process (see :class:`Listener`).
+        self.server_pids: set[int] = set()
 
     async def open(self) -> None:
         """Create the pool (one connection now, more on demand)."""
@@ -110,6 +114,7 @@ class Database:
                     max_size=self._pool_size,
                     server_settings=self.server_settings,
                     reset=_keep_session,
+                    init=self._note_connection,
                 ),
                 seconds=10.0,
             )
@@ -117,6 +122,11 @@ class Database:
             raise DatabaseOpenError(
                 f"cannot connect to PostgreSQL: {exc}", redacted(self.url)
             ) from exc
+
+    async def _note_connection(self, conn: Any) -> None:
+        pid = conn.get_server_pid()
+        self.server_pids.add(pid)
+        conn.add_termination_listener(lambda _conn: self.server_pids.discard(pid))
 
     async def close(self) -> None:
         """Close every connection, waiting briefly for those in use."""
@@ -284,8 +294,10 @@ class Listener:
         channel: str,
         callback: Callable[[], None],
         server_settings: dict[str, str] | None = None,
+        own_pids: AbstractSet[int] = frozenset(),
     ) -> None:
         self._url = url
+        self._own_pids = own_pids
         self._server_settings = server_settings
         self._channel = channel
         self._callback = callback
@@ -307,8 +319,11 @@ class Listener:
         if conn is not None and not conn.is_closed():
             conn.terminate()
 
-    def _notified(self, *_: Any) -> None:
-        self._callback()
+    def _notified(self, _conn: Any, pid: int, *_: Any) -> None:
+        # The queue object that sent it already told its own listeners, at its commit: the
+        # echo would cost an idle worker of this process a second claim.
+        if pid not in self._own_pids:
+            self._callback()
 
     async def _run(self) -> None:
         delay = 0.05

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from asyncqueue.job import ACTIVE_STATUSES, READY_STATUSES, JobStatus
 from asyncqueue.storage.base import WORKER_LIVENESS_MULTIPLE, Strategy
-from asyncqueue.storage.claim_order import ORDER, merged_ranges
+from asyncqueue.storage.claim_order import ORDER, earliest_ready, merged_ranges
 
 
 def _sql_set(statuses: Sequence[JobStatus] | frozenset[JobStatus]) -> str:
@@ -391,6 +391,17 @@ claimed AS (
     RETURNING j.id, j.job_type, j.target_id, j.metadata, j.priority, j.retry_count,
               j.max_retries, j.lease_token, j.worker_id
 )"""
+
+
+#: (filtered by job type) -> the earliest run_at of a ready job, or NULL: what an idle
+#: worker reads instead of claiming (see ``JobQueue.wait_for_work``).
+EARLIEST_READY: dict[bool, str] = {
+    typed: earliest_ready(
+        f"FROM __schema__.jobs WHERE status IN {READY}"
+        + (" AND job_type = ANY(:job_types::text[])" if typed else "")
+    )
+    for typed in (False, True)
+}
 
 
 _CLAIM_EVENTS = """,

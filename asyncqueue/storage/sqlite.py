@@ -46,6 +46,7 @@ from asyncqueue.storage.transitions import claimed_events as _claimed_events
 from asyncqueue.storage.transitions import enqueued_events as _enqueued_events
 from asyncqueue.storage.transitions import finished_events as _finished_events
 from asyncqueue.storage.transitions import recovered_events, sort_claimed
+from asyncqueue.timebounds import due_time
 from asyncqueue.validation import NewJob
 
 T = TypeVar("T")
@@ -400,6 +401,16 @@ class SQLiteStorage:
 
         return await self._write_side().submit(delete)
 
+    async def earliest_ready(self, job_types: tuple[str, ...] | None) -> float | None:
+        """The earliest due time of a ready job of these types, from a read connection."""
+        params = {} if job_types is None else {"job_types": json.dumps(job_types)}
+        statement = sql.EARLIEST_READY[job_types is not None]
+
+        def read(conn: sqlite3.Connection) -> float | None:
+            return due_time(first(conn, statement, params)[0])
+
+        return await self._read_side().read(read)
+
     async def read_metrics(self, now: float, window: float) -> MetricsRows:
         """The raw figures of ``get_metrics``, read in one snapshot."""
 
@@ -451,8 +462,18 @@ class SQLiteStorage:
         return await self._write_side().submit(prune, single_statement=True)
 
     def watch_changes(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Watch the WAL file for commits from any connection (see ``sqlite_watch``)."""
-        watcher = ChangeWatcher(self._path, callback)
+        """Watch the WAL file for commits by other connections (see ``sqlite_watch``).
+
+        The queue's own commits (a worker's heartbeat, its outcomes) are told apart where
+        the writer can say so (:meth:`SQLiteWriter.when_others_committed`), so an idle
+        worker is not woken to claim by its own writes.
+        """
+        writer = self._write_side()
+
+        def changed() -> None:
+            writer.when_others_committed(callback)
+
+        watcher = ChangeWatcher(self._path, changed)
         watcher.start()
         return watcher.close
 

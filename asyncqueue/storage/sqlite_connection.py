@@ -245,9 +245,15 @@ class SQLiteWriter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.on_commit: Callable[[], None] | None = None
+        #: ``PRAGMA data_version`` on this connection when last read, and the callbacks
+        #: waiting for the next look (see when_others_committed).
+        self._data_version: int | None = None
+        self._look_for_others: set[Callable[[], None]] = set()
 
     def start(self) -> None:
         """Start the writer task in the running event loop."""
+        if self._brief_commits:
+            self._look_now()  # the version to compare the first look with
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"asyncqueue-writer:{self._path}"
         )
@@ -309,6 +315,8 @@ class SQLiteWriter:
                 self._idle.set()
                 if self._inbox:
                     self._wakeup.set()
+                elif self._look_for_others:
+                    self._look_now()
 
     async def _commit_alone(self, fn: ThreadFunction[T]) -> T:
         with self._occupied():
@@ -361,6 +369,37 @@ class SQLiteWriter:
 
     def _end_brief_turn(self) -> None:
         self._brief_this_turn = False
+
+    def when_others_committed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` if another connection may have committed since the last look.
+
+        ``PRAGMA data_version`` on this connection moves with every other connection's
+        commit and never with its own: when it has not moved, the WAL writes just seen were
+        this writer's own (a heartbeat, say) and idle workers need not claim. It is read on
+        the event loop's thread, as brief commits are, so only while the writer is idle: a
+        look asked for meanwhile waits for that (a transaction's length). Without brief
+        commits the callback is called at once.
+        """
+        if not self._brief_commits:
+            callback()
+            return
+        self._look_for_others.add(callback)
+        if self._idle.is_set() and not self._inbox:
+            self._look_now()
+
+    def _look_now(self) -> None:
+        callbacks = list(self._look_for_others)
+        self._look_for_others.clear()
+        try:
+            version = self._conn._conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            version = None
+        # A stored version from long ago still answers rightly: it only moves forward, and
+        # only when another connection commits.
+        if version is None or version != self._data_version:
+            self._data_version = version
+            for callback in callbacks:
+                callback()
 
     def _committed(self) -> None:
         if self.on_commit is not None:

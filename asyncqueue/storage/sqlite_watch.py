@@ -7,7 +7,8 @@ each write, so an idle worker costs nothing. Elsewhere it falls back to ``os.sta
 WAL every few milliseconds, which costs no database lock.
 
 A notification only means "something may have changed": the worker then tries a claim.
-Its own process's commits notify too; the spurious claim that follows finds nothing and,
+The storage drops the ones it can tell were its own writer's commits (see
+``SQLiteStorage.watch_changes``); one it cannot tell costs a claim that finds nothing and,
 writing nothing, notifies no one.
 """
 
