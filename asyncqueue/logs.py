@@ -32,7 +32,12 @@ def get_logger(name: str = "asyncqueue", **initial: Any) -> Any:
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.dev.ConsoleRenderer(colors=False),
+                # Plain tracebacks: rich's (the default when it is installed) prints each
+                # frame's locals, job metadata included, and takes minutes to highlight an
+                # exception message of a megabyte.
+                structlog.dev.ConsoleRenderer(
+                    colors=False, exception_formatter=structlog.dev.plain_traceback
+                ),
             ],
         )
     return _quiet.bind(logger=name, **initial)

@@ -56,6 +56,7 @@ from asyncqueue.validation import (
     build_new_job,
     build_new_jobs,
     job_type_name,
+    storable_error,
 )
 
 
@@ -654,6 +655,7 @@ class JobQueue:
         """
         status, run_at = JobStatus.COMPLETED, None
         if error is not None:
+            error = storable_error(error)
             result_json = None
             status = predicted_failure(job)
             if status is JobStatus.RETRY_SCHEDULED:

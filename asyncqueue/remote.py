@@ -38,6 +38,7 @@ from asyncqueue.job import ClaimedJob, JobStatus, claimed_job
 from asyncqueue.logs import get_logger
 from asyncqueue.protocol import predicted_failure
 from asyncqueue.storage.base import FinishedJob, Strategy, WorkerRecord
+from asyncqueue.validation import storable_error
 
 if TYPE_CHECKING:
     import httpx
@@ -241,10 +242,10 @@ class RemoteQueue:
             status = JobStatus.COMPLETED
         else:
             status, result_json = predicted_failure(job), None
-            if not error.isascii():
-                # The server stores text only: a lone surrogate (a mis-decoded file name in
-                # an exception's message, say) would get the whole exchange refused.
-                error = error.encode("utf-8", "backslashreplace").decode("utf-8")
+            # As the server stores it: a lone surrogate (a mis-decoded file name in an
+            # exception's message, say) or an outsized message would get the whole
+            # exchange refused.
+            error = storable_error(error)
         return FinishedJob(
             job.id, job.lease_token, status, None, error, job.job_type, duration, result_json
         )

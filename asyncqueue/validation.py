@@ -25,6 +25,10 @@ MAX_JOB_TYPE_LENGTH = 255
 MAX_TARGET_ID_LENGTH = 255
 MIN_PRIORITY = 1
 MAX_PRIORITY = 10
+#: Longest error message kept for a failed attempt, in characters: an exception carrying a
+#: whole response body or file would otherwise be written into the job and each history
+#: row, and a remote worker's exchange could outgrow the server's body limit.
+MAX_ERROR_CHARS = 8_192
 DEFAULT_PRIORITY = 5
 #: Largest accepted ``max_retries``.
 MAX_RETRIES_LIMIT = 1_000_000
@@ -51,6 +55,20 @@ class NewJob:
 # Job types repeat from one job to the next: remember the ones already found valid.
 _valid_job_types: set[str] = set()
 _VALID_JOB_TYPES_KEPT = 4096
+
+
+def storable_error(error: str) -> str:
+    """An attempt's error message as stored: text SQLite and PostgreSQL both take (a lone
+    surrogate backslash-escaped), at most :data:`MAX_ERROR_CHARS` characters with a note of
+    how many were cut."""
+    if not error.isascii():
+        error = error.encode("utf-8", "backslashreplace").decode("utf-8")
+    if "\x00" in error:
+        error = error.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
+    if len(error) <= MAX_ERROR_CHARS:
+        return error
+    kept = MAX_ERROR_CHARS - 64  # room for the note, whatever the count in it
+    return f"{error[:kept]}... [{len(error) - kept:,} more characters cut]"
 
 
 def job_type_name(job_type: object) -> str:

@@ -7,6 +7,7 @@ import contextvars
 import os
 import socket
 import time
+import traceback
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ from asyncqueue.job import ClaimedJob, JobResult, JobStatus
 from asyncqueue.logs import get_logger
 from asyncqueue.protocol import WorkerQueue
 from asyncqueue.storage.base import FinishedJob, Strategy, WorkerRecord
-from asyncqueue.validation import encode_result, job_type_name
+from asyncqueue.validation import MAX_ERROR_CHARS, encode_result, job_type_name, storable_error
 
 #: Seconds running jobs get to finish after ``stop()`` before they are returned to pending.
 DEFAULT_SHUTDOWN_GRACE_PERIOD = 30.0
@@ -548,8 +549,22 @@ class QueueWorker:
         return f"process_job returned {_short_repr(result)} instead of True", None
 
     def _attempt_failed(self, job: ClaimedJob, exc: BaseException) -> str:
-        self._log.warning("job.attempt_failed", job_id=job.id, job_type=job.job_type, exc_info=exc)
-        return describe_exception(exc)
+        error = describe_exception(exc)
+        if len(error) <= MAX_ERROR_CHARS:
+            self._log.warning(
+                "job.attempt_failed", job_id=job.id, job_type=job.job_type, exc_info=exc
+            )
+        else:
+            # The message would flood the log, and a rich renderer spends minutes on one of
+            # a megabyte: the stored (cut) message and the frames instead.
+            self._log.warning(
+                "job.attempt_failed",
+                job_id=job.id,
+                job_type=job.job_type,
+                error=storable_error(error),
+                traceback="".join(traceback.format_tb(exc.__traceback__)),
+            )
+        return error
 
     def _note_error(self, what: str) -> None:
         """Count one error in a row; past ``max_consecutive_errors``, stop with an error."""
@@ -687,10 +702,7 @@ def describe_exception(exc: BaseException) -> str:
         message = str(exc)
     except Exception:  # noqa: BLE001 - a broken __str__ must not lose the failure
         message = "<exception message could not be rendered>"
-    if not message.isascii():
-        # A lone surrogate (undecodable bytes read with surrogateescape) cannot be stored
-        # as UTF-8 text: it is kept backslash-escaped instead of failing the write.
-        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    # Made storable (lone surrogates, NUL, length) by the queue's outcome.
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
 from support import Recording, process_log, query, spawn_worker, wait_until
 
-from asyncqueue import JobQueue, JobStatus
+from asyncqueue import JobQueue, JobStatus, ManualClock
 
 TIMEOUT_MINUTES = 0.03
 DEADLINE = 30.0
@@ -150,3 +151,61 @@ async def test_a_job_of_a_killed_worker_is_recovered_and_completed_exactly_once(
             # were quick), and a claim that dies with its worker counts as an attempt.
             assert job.worker_id == "rescuer"
             assert (job.attempts, job.retry_count) in {(1, 0), (2, 1)}
+
+
+async def test_a_frozen_workers_late_result_is_refused(tmp_path: Path, db_path: Path | str) -> None:
+    """A worker process frozen mid-job (SIGSTOP) loses its lease; another worker takes the job
+    back and completes it. Thawed (SIGCONT), the frozen one finishes its run, and its result
+    is refused by the lease token: the job stays completed once, by the rescuer."""
+    db = db_path
+    record, ready, gate = tmp_path / "frozen.txt", tmp_path / "ready", tmp_path / "gate"
+    async with JobQueue(db) as queue:
+        job_id = await queue.enqueue("work", "held")
+        proc = spawn_worker(
+            db,
+            tmp_path,
+            *("--record", str(record), "--ready", str(ready), "--gate", str(gate)),
+            *("--worker-id", "frozen", "--concurrency", "1"),
+        )
+        try:
+
+            async def started() -> bool:
+                assert proc.poll() is None, process_log(tmp_path)
+                return ready.exists()
+
+            await wait_until(started, "the job to start", DEADLINE, interval=0.02)
+            os.kill(proc.pid, signal.SIGSTOP)
+            job = await queue.get_job(job_id)
+            assert job is not None
+            assert (job.status, job.worker_id) == (JobStatus.PROCESSING, "frozen")
+
+            # Past its 30-minute lease on a clock of our own: the job is taken back and run.
+            later = ManualClock(start=time.time() + 3600)
+            async with JobQueue(db, clock=later) as rescuing:
+                assert await rescuing.recover_stale_jobs() == 1
+                rescuer = Recording(rescuing, worker_id="rescuer")
+                assert await rescuer.run_until_idle() == 1
+            assert rescuer.ran == ["held"]
+
+            gate.touch()
+            os.kill(proc.pid, signal.SIGCONT)
+
+            async def ran_late() -> bool:
+                return record.exists() and record.read_text().split() == ["held"]
+
+            await wait_until(ran_late, "the thawed worker to finish its run", DEADLINE)
+            proc.send_signal(signal.SIGTERM)  # a graceful stop: its outcome is sent first
+            assert await asyncio.to_thread(proc.wait, DEADLINE) == 0, process_log(tmp_path)
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+            proc.wait()
+
+        job = await queue.get_job(job_id)
+        assert job is not None
+        assert (job.status, job.worker_id, job.attempts) == (JobStatus.COMPLETED, "rescuer", 2)
+        events = [(e.event, e.worker_id) for e in await queue.get_job_history(job_id)]
+        assert events.count(("completed", "rescuer")) == 1
+        assert not any(worker == "frozen" and event == "completed" for event, worker in events)
+    assert "lease" in process_log(tmp_path), "the thawed worker says it lost the lease"

@@ -28,6 +28,7 @@ from asyncqueue import (
     WorkerError,
 )
 from asyncqueue.job import ClaimedJob, claimed_job
+from asyncqueue.validation import MAX_ERROR_CHARS
 from asyncqueue.worker import CLAIM_AHEAD_MAX_JOB_SECONDS, CLAIM_AHEAD_MAX_JOBS
 
 #: Real seconds allowed for something that should happen at once. Generous: only a broken
@@ -72,6 +73,10 @@ class Scripted(QueueWorker):
             raise UnprintableError
         if job_type == "surrogate":  # bytes decoded with surrogateescape, say a file name
             raise ValueError(b"bad \xff name".decode("utf-8", "surrogateescape"))
+        if job_type == "nul":  # binary data in a message: PostgreSQL text cannot hold NUL
+            raise ValueError("bad \x00 byte")
+        if job_type == "huge":  # an exception carrying a whole response body, say
+            raise ValueError("x" * 1_000_000)
         if job_type == "awaits_cancelled":  # e.g. awaits a task someone else cancelled
             future = asyncio.get_running_loop().create_future()
             future.cancel()
@@ -380,6 +385,31 @@ async def test_an_error_message_that_is_not_valid_unicode_is_kept_escaped(
     assert job is not None
     assert job.status is JobStatus.FAILED
     assert job.error_message == "ValueError: bad \\udcff name"
+
+
+async def test_an_error_message_with_a_nul_character_is_kept_escaped(queue: JobQueue) -> None:
+    job_id = await queue.enqueue("nul", "x", max_retries=0)
+    assert await Scripted(queue).run_until_idle() == 1
+    job = await job_of(queue, job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error_message == "ValueError: bad \\x00 byte"
+
+
+async def test_an_outsized_error_message_is_cut_and_says_so(queue: JobQueue) -> None:
+    job_id = await queue.enqueue("huge", "x", max_retries=1)
+    assert await Scripted(queue).run_until_idle() == 1
+    job = await job_of(queue, job_id)
+    assert job.status is JobStatus.RETRY_SCHEDULED
+    message = job.error_message
+    assert message is not None
+    assert len(message) <= MAX_ERROR_CHARS
+    kept, _, note = message.partition("... [")
+    assert kept == ("ValueError: " + "x" * 1_000_000)[: len(kept)]
+    assert len(kept) > MAX_ERROR_CHARS - 100
+    cut = int(note.removesuffix(" more characters cut]").replace(",", ""))
+    assert len(kept) + cut == len("ValueError: ") + 1_000_000
+    history = await queue.get_job_history(job_id)
+    assert [event.error for event in history if event.error] == [message]
 
 
 async def test_a_job_raising_cancelled_error_does_not_stop_the_worker(queue: JobQueue) -> None:
