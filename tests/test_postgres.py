@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -322,6 +324,74 @@ async def test_a_worker_survives_its_connections_being_terminated(
         assert killed > 0
         assert sorted(worker.ran) == sorted([*targets, "late"])
         assert (await queue.get_job(late)) is not None
+
+
+def _restartable_server() -> list[str] | None:
+    """The command that restarts the test server, when it is this machine's own cluster and
+    we may restart it (root, pg_ctlcluster); None otherwise."""
+    clusters = Path("/etc/postgresql")
+    if (
+        "ASYNCQUEUE_PG_URL" in os.environ
+        or not hasattr(os, "geteuid")
+        or os.geteuid() != 0
+        or not shutil.which("pg_ctlcluster")
+        or not clusters.is_dir()
+    ):
+        return None
+    versions = sorted(p.name for p in clusters.iterdir() if (p / "main").is_dir())
+    if len(versions) != 1:
+        return None
+    return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[0], "main", "restart"]
+
+
+@pytest.mark.skipif(
+    _restartable_server() is None,
+    reason="needs the local cluster and root to restart it (pg_ctlcluster)",
+)
+async def test_a_worker_survives_a_server_restart(db_path: str, pg_schema: str) -> None:
+    """The real thing, not killed connections: the server shuts down (fast mode, every
+    session ended) and comes back while a worker runs and a producer enqueues. No job or
+    result is lost and none runs twice; the worker keeps running."""
+    restart = _restartable_server()
+    assert restart is not None
+    before = [f"before-{i}" for i in range(3000)]
+    async with JobQueue(db_path) as queue:
+        await queue.enqueue_many([{"job_type": "t", "target_id": t} for t in before])
+        worker = Slow(queue, concurrency=8)
+        task = asyncio.create_task(worker.start())
+        await wait_until(lambda: _ran_some(worker), "the worker to start on the jobs")
+        started_at = await _server_started_at(db_path)
+        ran_before_restart = len(worker.ran)
+        restarting = asyncio.create_task(asyncio.to_thread(subprocess.run, restart, check=True))
+        # Enqueues while the server goes down and comes back: retried, none lost.
+        during = [await queue.enqueue("t", f"during-{i}") for i in range(20)]
+        await restarting
+        after = await queue.enqueue("t", "after")
+        assert await _server_started_at(db_path) > started_at, "the server restarted"
+        assert ran_before_restart < len(before), "the restart came while the worker ran"
+
+        async def drained() -> bool:
+            stats = await queue.get_queue_stats()
+            return stats.completed_jobs == len(before) + len(during) + 1
+
+        await wait_until(drained, "every job to complete", timeout=60)
+        assert not task.done(), "the worker survived the restart"
+        await worker.stop()
+        await task
+        assert sorted(worker.ran) == sorted([*before, *(f"during-{i}" for i in range(20)), "after"])
+        assert (await queue.get_job(after)) is not None
+
+
+async def _server_started_at(db_path: str) -> Any:
+    conn = await asyncpg.connect(db_path)
+    try:
+        return await conn.fetchval("SELECT pg_postmaster_start_time()")
+    finally:
+        await conn.close()
+
+
+async def _ran_some(worker: Slow) -> bool:
+    return len(worker.ran) >= 20
 
 
 async def queue_connections(db_path: str, schema: str) -> int:
