@@ -151,8 +151,8 @@ class JobQueue:
         self._enqueue_listeners: set[Callable[[], None]] = set()
         self._change_watch: Callable[[], None] | None = None
         self._log = get_logger("asyncqueue.queue")
-        #: When a claim last started (see wait_for_work).
-        self._last_claim_at = float("-inf")
+        #: When a claim for these job types (None: any) last started (see wait_for_work).
+        self._last_claims: dict[tuple[str, ...] | None, float] = {}
 
     @property
     def path(self) -> str:
@@ -691,9 +691,9 @@ class JobQueue:
         storage = await self._ready()
         now = self.clock.now()
         if limit > 0:
-            # Set before the attempt: after a failed claim, a job already due is not
+            # Noted before the attempt: after a failed claim, a job already due is not
             # news, and wait_for_work lets the worker back off instead of retrying at once.
-            self._last_claim_at = max(self._last_claim_at, now)
+            self._note_claim(job_types, now)
         claim = (
             ClaimRequest(
                 worker_id=worker_id,
@@ -762,16 +762,16 @@ class JobQueue:
         then again when that time comes and every ``seconds`` (less up to a tenth, so
         workers started together spread out), which finds jobs made due without a
         notification: a retry or a recovered lease in another process, rows written by
-        hand. A job already due at the first read that the last claim could have taken
-        (locked by another claimer) is trusted only after the next ``seconds``, so such a
-        job costs one claim per ``seconds``, not a claim loop. A failed read sleeps
-        ``seconds`` and returns: the worker's claim retries and reports the error.
+        hand. A job that was already due when a claim for these types last started, and
+        that the claim passed over (another transaction held it), counts again only
+        ``seconds`` after that claim: such a job costs one claim per ``seconds``, not a
+        claim loop. A failed read sleeps ``seconds`` and returns: the worker's claim
+        retries and reports the error.
 
         A local worker is woken earlier by its enqueue listener (see
         :meth:`add_enqueue_listener`), which it races with this wait.
         """
         storage = await self._ready()
-        first = True
         while True:
             try:
                 due = await _finished_even_if_cancelled(storage.earliest_ready(job_types))
@@ -782,13 +782,30 @@ class JobQueue:
                 await self.clock.sleep(seconds)
                 return
             now = self.clock.now()
-            if due is not None and due <= now and (not first or due > self._last_claim_at):
-                return
-            first = False
-            pause = seconds * (1.0 - POLL_JITTER * random.random())
-            if due is not None and due > now:
-                pause = min(pause, due - now)
+            if due is not None and due <= now:
+                last = self._last_claim(job_types)
+                if due > last or now >= last + seconds:
+                    return
+                pause = last + seconds - now  # a claim since it came due passed it over
+            else:
+                pause = seconds * (1.0 - POLL_JITTER * random.random())
+                if due is not None:
+                    pause = min(pause, due - now)
             await self.clock.sleep(pause)
+
+    def _note_claim(self, job_types: tuple[str, ...] | None, now: float) -> None:
+        key = None if job_types is None else tuple(job_types)
+        # Re-inserted, so the dict's order is the order of last use.
+        self._last_claims[key] = max(now, self._last_claims.pop(key, now))
+        # Remote workers name their own type lists: keep the most recent few.
+        if len(self._last_claims) > _CLAIMS_REMEMBERED:
+            del self._last_claims[next(iter(self._last_claims))]
+
+    def _last_claim(self, job_types: tuple[str, ...] | None) -> float:
+        """When a claim that could have taken a job of these types last started."""
+        never = float("-inf")
+        key = None if job_types is None else tuple(job_types)
+        return max(self._last_claims.get(key, never), self._last_claims.get(None, never))
 
     async def record_worker(self, worker: WorkerRecord) -> None:
         """Register or heartbeat a worker, and prune workers no longer alive."""
@@ -980,6 +997,9 @@ async def _finished_even_if_cancelled(read: Awaitable[T]) -> T:
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
     return await asyncio.shield(task)
 
+
+#: Distinct job-type lists whose last claim time a queue keeps (see ``wait_for_work``).
+_CLAIMS_REMEMBERED = 64
 
 #: Job ids are signed 64-bit integers in both backends.
 _MAX_JOB_ID = 2**63 - 1

@@ -21,6 +21,8 @@ from support import WatchedClock, job_of, wait_for_status, wait_until
 import asyncqueue.queue
 from asyncqueue import JobQueue, JobStatus, QueueWorker
 from asyncqueue.errors import DatabaseError
+from asyncqueue.server.claiming import POLL_SLICE_SECONDS, wait_for_news
+from asyncqueue.server.notify import EnqueueCounter
 
 START = 1_800_000_000.0
 POLL = 1.0
@@ -291,3 +293,43 @@ async def test_the_wait_returns_at_once_for_a_job_due_since_the_last_claim(
     await queue.enqueue("t", "after-the-claim")
     async with asyncio.timeout(10):
         await queue.wait_for_work(3600, None)
+
+
+async def test_a_claim_for_other_job_types_does_not_make_a_due_job_old_news(
+    queue: JobQueue, clock: WatchedClock
+) -> None:
+    """A claim for other types (another worker on the same queue object, busy with its own
+    jobs) says nothing about a due job of these types: the wait returns at once. (A claim
+    that could have taken it and passed it over: see the PostgreSQL tests below.)"""
+    await queue.enqueue("b", "due", delay=5)
+    clock.advance(5)
+    assert await queue.claim("busy", limit=1, job_types=["a"]) == []
+    async with asyncio.timeout(10):
+        await queue.wait_for_work(3600, ("b",))
+
+
+@pytest.mark.postgres_only
+async def test_a_long_poll_reports_a_passed_over_job_again_a_poll_later(
+    db_path: str, pg_schema: str, queue: JobQueue, clock: WatchedClock
+) -> None:
+    """Each remote worker's wait is a new request: a due job the last claim passed over (a
+    row lock held elsewhere) must still be reported once poll_interval has passed since that
+    claim, or the remote worker would never claim it."""
+    job_id = await queue.enqueue("t", "locked")
+    app = await asyncpg.connect(db_path)
+    try:
+        lock = app.transaction()
+        await lock.start()
+        await app.execute(f"SELECT 1 FROM {pg_schema}.jobs WHERE id = $1 FOR UPDATE", job_id)
+        assert await queue.claim("remote", limit=1) == []
+        counter = EnqueueCounter(queue)
+        news = await wait_for_news(queue, counter, since=0, seconds=0.2, job_types=None)
+        assert news == (0, False), "just passed over: not news"
+        clock.advance(POLL_SLICE_SECONDS)
+        news = await wait_for_news(queue, counter, since=0, seconds=5, job_types=None)
+        assert news == (0, True), "a poll later: claim again"
+        await lock.rollback()
+        [claimed] = await queue.claim("remote", limit=1)
+        assert claimed.id == job_id
+    finally:
+        await app.close()
