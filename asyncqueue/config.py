@@ -253,6 +253,10 @@ def _validated(s: QueueSettings) -> QueueSettings:
         raise ConfigurationError(
             f"schema must be an SQL identifier (letters, digits, _; at most 63), got {s.schema!r}"
         )
+    # PostgreSQL's own schemas: pg_* names are reserved (CREATE SCHEMA refuses them), and
+    # information_schema would take the queue's tables among the catalog's views.
+    if s.schema.startswith("pg_") or s.schema == "information_schema":
+        raise ConfigurationError(f"schema {s.schema!r} is one of PostgreSQL's own; pick another")
     for flag in ("retry_jitter", "record_history", "listen"):
         if not isinstance(getattr(s, flag), bool):
             raise ConfigurationError(f"{flag} must be a bool, got {getattr(s, flag)!r}")

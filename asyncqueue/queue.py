@@ -160,6 +160,12 @@ class JobQueue:
         return self.settings.path
 
     @property
+    def location(self) -> str:
+        """The database file, or the PostgreSQL URL with its password masked: what messages
+        and logs show."""
+        return redacted(self.settings.path)
+
+    @property
     def backend(self) -> str:
         """``"postgres"`` or ``"sqlite"``."""
         return "postgres" if self.settings.is_postgres else "sqlite"
@@ -195,14 +201,14 @@ class JobQueue:
         if self._state == "open":
             return self
         if self._state == "closed":
-            raise QueueClosedError(f"the queue at {self.path} is closed")
+            raise QueueClosedError(f"the queue at {self.location} is closed")
         if self._open_lock is None:
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
             if self._state == "new":
                 await self._storage.open()
                 self._state = "open"
-                self._log.debug("queue.opened", path=self.path)
+                self._log.debug("queue.opened", path=self.location)
         return self
 
     async def close(self) -> None:
@@ -216,7 +222,7 @@ class JobQueue:
             self._change_watch = None
         if was_open:
             await self._storage.close()
-            self._log.debug("queue.closed", path=self.path)
+            self._log.debug("queue.closed", path=self.location)
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -318,7 +324,7 @@ class JobQueue:
                 f"enqueue_many takes an iterable of mappings, got {type(items).__name__}"
             )
         if self._state == "closed":
-            raise QueueClosedError(f"the queue at {self.path} is closed")
+            raise QueueClosedError(f"the queue at {self.location} is closed")
         new_jobs = build_new_jobs(
             items,
             default_max_retries=self.settings.max_retries,
@@ -451,9 +457,9 @@ class JobQueue:
         of a page as ``before_id`` to read the next (a keyset cursor, never an offset).
 
         Args:
-            status: one status or several.
+            status: one status or several (none given: every status).
             job_type: only jobs of this type.
-            limit: at most this many jobs (>= 1).
+            limit: at most this many jobs (1 to 2**31 - 1).
             target_id: only jobs acting on this target.
             error_message: only jobs whose last error is exactly this (``""``: none).
             before_id: only jobs with an id below this one.
@@ -463,14 +469,9 @@ class JobQueue:
         """
         statuses = _statuses(status)
         type_name = None if job_type is None else job_type_name(job_type)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValidationError(f"limit must be an int >= 1, got {limit!r}")
-        if target_id is not None and not isinstance(target_id, str):
-            raise ValidationTypeError(f"target_id must be a str, got {type(target_id).__name__}")
-        if error_message is not None and not isinstance(error_message, str):
-            raise ValidationTypeError(
-                f"error_message must be a str, got {type(error_message).__name__}"
-            )
+        _listing_limit(limit)
+        _filter_text("target_id", target_id)
+        _filter_text("error_message", error_message)
         before = None if before_id is None else _job_id(before_id)
         storage = await self._ready()
         return await storage.list_jobs(
@@ -491,8 +492,7 @@ class JobQueue:
         Raises:
             ValueError: a limit below 1.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValidationError(f"limit must be an int >= 1, got {limit!r}")
+        _listing_limit(limit)
         storage = await self._ready()
         return [
             FailedGroup(error, job_type, count, newest, _utc_or_none(at))
@@ -823,9 +823,18 @@ class JobQueue:
     # Integrity check, checkpoint, vacuum, analyze, backup and restore run on a connection
     # of their own (never the writer), and need no open queue: they work on the file.
 
+    async def exists(self) -> bool:
+        """Whether the queue's database exists (the SQLite file; on PostgreSQL, the queue's
+        tables in its schema), looked up without creating it.
+
+        Raises:
+            DatabaseOpenError: the PostgreSQL server cannot be reached.
+        """
+        return await self._storage.exists()
+
     async def _maintained(self) -> JobStorage:
         if self._state == "closed":
-            raise QueueClosedError(f"the queue at {self.path} is closed")
+            raise QueueClosedError(f"the queue at {self.location} is closed")
         # A SQLite file is maintained on connections of its own; a server's schema through
         # the queue's pool.
         return await self._ready() if self.settings.is_postgres else self._storage
@@ -920,12 +929,15 @@ class JobQueue:
                 missing, damaged, not an asyncqueue database, or the queue's own file.
         """
         storage = await self._maintained()
+        if self.settings.is_postgres:
+            # Not a verb of this backend (pg_restore is): say that, whoever is active.
+            return await storage.restore(os.fspath(source))
         active = (await self.get_queue_stats()).active_workers
         if active and not force:
             raise DatabaseError(
                 f"refusing to restore while {active} worker(s) are active on the queue; "
                 "stop them first, or force the restore",
-                self.path,
+                self.location,
             )
         result = await storage.restore(os.fspath(source))
         self._log.info("queue.restored", source=result.source, jobs=result.jobs, forced=force)
@@ -1001,6 +1013,9 @@ async def _finished_even_if_cancelled(read: Awaitable[T]) -> T:
 #: Distinct job-type lists whose last claim time a queue keeps (see ``wait_for_work``).
 _CLAIMS_REMEMBERED = 64
 
+#: Largest page a listing reads: PostgreSQL's LIMIT parameter is a 32-bit int here.
+_MAX_LIMIT = 2**31 - 1
+
 #: Job ids are signed 64-bit integers in both backends.
 _MAX_JOB_ID = 2**63 - 1
 
@@ -1026,12 +1041,35 @@ def _lease_length(seconds: object) -> float:
     return float(seconds)
 
 
+def _listing_limit(limit: object) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _MAX_LIMIT:
+        raise ValidationError(f"limit must be an int from 1 to {_MAX_LIMIT}, got {limit!r}")
+
+
+def _filter_text(name: str, value: object) -> None:
+    """A text filter: a str either database can compare (a stored value never holds NUL
+    or a lone surrogate, so neither can match)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ValidationTypeError(f"{name} must be a str, got {type(value).__name__}")
+    if "\x00" in value:
+        raise ValidationError(f"{name} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{name} must be valid Unicode (no lone surrogates)") from None
+
+
 def _statuses(
     status: str | JobStatus | Iterable[str | JobStatus] | None,
 ) -> list[JobStatus] | None:
+    """The statuses to list; None (every status) for None or none given."""
     if status is None:
         return None
     raw = [status] if isinstance(status, str) else list(status)
+    if not raw:
+        return None
     try:
         return [JobStatus(s) for s in raw]
     except ValueError:

@@ -713,6 +713,13 @@ def _worker_id(worker_id: str | None) -> str:
         raise ConfigurationError(
             f"worker_id must be a non-empty str of at most 255 characters, got {worker_id!r}"
         )
+    # Stored in every claimed job's row: text both databases take (as the HTTP API requires).
+    try:
+        worker_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"worker_id must be valid Unicode, got {worker_id!r}") from None
+    if "\x00" in worker_id:
+        raise ConfigurationError(f"worker_id must not contain NUL characters, got {worker_id!r}")
     return worker_id
 
 

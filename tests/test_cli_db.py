@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import sqlite3
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 from cli_helpers import Background, cli, cli_json, ok, user_error, wait_until, with_queue
+from conftest import drop_schema
+from support import query
 
 from asyncqueue import JobQueue
 
@@ -237,3 +243,56 @@ def test_postgres_check_vacuum_analyze_and_the_sqlite_only_commands(
     (tmp_path / "b.db").write_bytes(b"")
     assert "pg_restore" in user_error(cli(db_path, "db", "restore", str(tmp_path / "b.db")))
     assert len(cli_json(db_path, "jobs", "--limit", "1000")) == 300
+
+
+@pytest.mark.postgres_only
+def test_postgres_reading_commands_never_create_a_schema(db_path: str, pg_schema: str) -> None:
+    """A mistyped schema is reported, not created empty (as a missing SQLite file is)."""
+    missing = {"QUEUE_DB_SCHEMA": f"{pg_schema}_typo"}
+    for args in (("jobs",), ("stats",), ("db", "check"), ("db", "vacuum")):
+        message = user_error(cli(db_path, *args, env=missing))
+        assert message.startswith("no queue database at "), message
+        assert f"schema {pg_schema}_typo" in message
+    assert not query(
+        db_path,
+        "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?",
+        [f"{pg_schema}_typo"],
+    )
+
+
+@pytest.mark.postgres_only
+def test_postgres_db_check_names_missing_indexes_and_sequences(
+    db_path: str, pg_schema: str
+) -> None:
+    _enqueue(db_path, "job", 3)  # type: ignore[arg-type]
+    query(db_path, f"DROP INDEX {pg_schema}.jobs_ready_by_priority")
+    query(db_path, f"DROP SEQUENCE {pg_schema}.lease_tokens")
+    result = cli(db_path, "db", "check")
+    assert result.returncode == 1
+    assert f"index {pg_schema}.jobs_ready_by_priority is missing" in result.stdout
+    assert f"sequence {pg_schema}.lease_tokens is missing" in result.stdout
+
+
+@pytest.mark.postgres_only
+@pytest.mark.skipif(not shutil.which("pg_dump"), reason="needs pg_dump and pg_restore")
+def test_postgres_backup_and_restore_hints_work_as_printed(db_path: str, tmp_path: Path) -> None:
+    """The commands `db backup` and `db restore` suggest, run as printed (a mixed-case
+    schema name included), bring a dropped queue schema back."""
+    schema = f"Aq{uuid.uuid4().hex[:8]}"
+    env = {"QUEUE_DB_SCHEMA": schema}
+    try:
+        ok(cli(db_path, "enqueue", "job", "kept", env=env))
+        dump = tmp_path / "queue.dump"
+        hints = []
+        for verb in ("backup", "restore"):
+            message = user_error(cli(db_path, "db", verb, str(dump), env=env))
+            hints.append(message.split("e.g. ", 1)[1].split(" (database:")[0])
+        url = f"{db_path} --no-password"
+        backup, restore = (h.replace("DBNAME", url).replace("queue.dump", str(dump)) for h in hints)
+        subprocess.run(["bash", "-c", backup], check=True, timeout=60)
+        drop_schema(schema)
+        subprocess.run(["bash", "-c", restore], check=True, timeout=60)
+        jobs = json.loads(ok(cli(db_path, "jobs", "--json", env=env)))
+        assert [job["target_id"] for job in jobs] == ["kept"]
+    finally:
+        drop_schema(schema)

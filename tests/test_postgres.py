@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,9 +25,12 @@ from support import Recording, query, wait_for_status, wait_until
 from asyncqueue import (
     AsyncQueueError,
     ConfigurationError,
+    DatabaseBusyError,
+    DatabaseOpenError,
     JobQueue,
     JobStatus,
     ManualClock,
+    QueueClosedError,
     QueueWorker,
     SchemaVersionError,
 )
@@ -79,7 +83,9 @@ async def test_queue_db_path_may_be_a_url(db_path: str, monkeypatch: pytest.Monk
         assert (await queue.enqueue("t", "env")).created
 
 
-@pytest.mark.parametrize("schema", ["", "1abc", "a-b", "x" * 64, 'a"b'])
+@pytest.mark.parametrize(
+    "schema", ["", "1abc", "a-b", "x" * 64, 'a"b', "pg_catalog", "pg_queue", "information_schema"]
+)
 def test_a_schema_must_be_an_identifier(backend: str, schema: str) -> None:
     with pytest.raises(ConfigurationError, match="schema"):
         JobQueue(PG_URL, schema=schema)
@@ -669,3 +675,59 @@ async def test_a_failed_statement_that_was_to_carry_the_notify_leaves_it_owed(
             await queue.enqueue("t", "fails")
         assert debouncer._owed
         monkeypatch.setattr(pg_storage.PostgresStorage, "_insert_on", original)
+
+
+async def test_a_password_in_the_url_is_never_shown(
+    db_path: str, pg_schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Trust auth here takes any password: the URL carries one, and no message, log line or
+    CLI output may show it."""
+    url = db_path.replace("postgres@", "postgres:TopSecretPw@", 1)
+    assert "TopSecretPw" in url
+    queue = JobQueue(url)
+    async with queue:
+        await queue.enqueue("t", "x")
+    with pytest.raises(QueueClosedError) as closed:
+        await queue.enqueue("t", "y")
+    assert "TopSecretPw" not in str(closed.value)
+    assert "***" in str(closed.value)
+    for args in (["stats"], ["stats", "--json"], ["jobs"], ["db", "check"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "asyncqueue", "--db", url, *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        )
+        assert result.returncode == 0, result.stderr
+        assert "TopSecretPw" not in result.stdout + result.stderr
+
+
+async def test_a_port_out_of_range_is_a_database_open_error(backend: str) -> None:
+    with pytest.raises(DatabaseOpenError) as raised:
+        await JobQueue("postgresql://u:pw@127.0.0.1:99999/db").open()
+    assert "pw@" not in str(raised.value)
+
+
+async def test_a_schema_holding_another_apps_jobs_table_is_refused_untouched(
+    db_path: str, pg_schema: str, app_conn: Any
+) -> None:
+    await app_conn.execute(f"CREATE SCHEMA {pg_schema}")
+    await app_conn.execute(f"CREATE TABLE {pg_schema}.jobs (id int, name text)")
+    await app_conn.execute(f"INSERT INTO {pg_schema}.jobs VALUES (1, 'theirs')")
+    with pytest.raises(DatabaseOpenError, match=f"schema '{pg_schema}' is not a usable"):
+        await JobQueue(db_path).open()
+    assert await app_conn.fetchval(f"SELECT name FROM {pg_schema}.jobs") == "theirs"
+
+
+async def test_a_serialization_failure_in_the_apps_transaction_says_to_retry_it(
+    queue: JobQueue, app_conn: Any
+) -> None:
+    """REPEATABLE READ: the pair is committed elsewhere after the app's snapshot."""
+    await queue.enqueue("t", "warm")  # the schema exists before the snapshot
+    async with app_conn.transaction(isolation="repeatable_read"):
+        await app_conn.fetchval("SELECT 1")  # takes the snapshot
+        await queue.enqueue("t", "pair")
+        with pytest.raises(DatabaseBusyError, match="retry the transaction"):
+            await queue.enqueue("t", "pair", connection=app_conn)

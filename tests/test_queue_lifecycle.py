@@ -697,6 +697,36 @@ async def test_an_id_beyond_64_bits_is_refused_by_every_verb_taking_one(
     assert await queue.get_job(2**63 - 1) is None  # the largest id is a valid one
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"limit": 2**31},
+        {"limit": 2**63},
+        {"target_id": "a\x00b"},
+        {"target_id": "a\udcffb"},
+        {"error_message": "boom\x00"},
+        {"error_message": "\udcff"},
+    ],
+)
+async def test_listing_arguments_neither_database_can_take_are_refused_alike(
+    queue: JobQueue, kwargs: dict[str, Any]
+) -> None:
+    await queue.enqueue("t", "x")
+    with pytest.raises(ValidationError):
+        await queue.list_jobs(**kwargs)
+    if "limit" in kwargs:
+        with pytest.raises(ValidationError):
+            await queue.get_failed_groups(kwargs["limit"])
+    assert len(await queue.list_jobs(limit=2**31 - 1)) == 1
+
+
+async def test_an_empty_status_list_lists_every_status(queue: JobQueue) -> None:
+    first = await queue.enqueue("t", "a")
+    await queue.enqueue("t", "b")
+    assert await queue.cancel_job(first)
+    assert [job.target_id for job in await queue.list_jobs(status=[])] == ["b", "a"]
+
+
 @pytest.mark.parametrize("seconds", [0, -5, float("nan"), float("inf"), 1e300, True, "60"])
 async def test_renewing_for_a_bad_lease_length_is_refused_and_changes_nothing(
     queue: JobQueue, seconds: object

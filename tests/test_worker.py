@@ -823,6 +823,8 @@ async def test_a_stale_worker_row_is_not_counted_and_is_pruned(
         {"worker_id": ""},
         {"worker_id": "   "},
         {"worker_id": "w" * 256},
+        {"worker_id": "host\x00-1"},
+        {"worker_id": "host-\udcff"},
         {"worker_id": 7},
         {"concurrency": 0},
         {"concurrency": -1},

@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -50,22 +49,25 @@ class App:
         """A (not yet opened) queue on the chosen file; nothing touches the file yet."""
         return JobQueue(self.db)
 
-    def existing_queue(self) -> JobQueue:
-        """Like :meth:`queue`, but the file must exist: commands that read never create one.
+    async def existing_queue(self) -> JobQueue:
+        """Like :meth:`queue`, but the database must exist: commands that read never create
+        one (a SQLite file, or the queue's tables in a PostgreSQL schema).
 
         Raises:
-            CLIError: there is no file at the path.
+            CLIError: there is no queue database there.
         """
         queue = self.queue()
-        # A PostgreSQL queue's schema is created on open, like a migration.
-        if queue.backend == "sqlite" and not Path(queue.path).exists():
-            raise CLIError(f"no queue database at {queue.path}")
+        if not await queue.exists():
+            where = queue.location
+            if queue.backend == "postgres":
+                where = f"{where}, schema {queue.settings.schema}"
+            raise CLIError(f"no queue database at {where}")
         return queue
 
     @asynccontextmanager
     async def open_queue(self, *, create: bool = False) -> AsyncIterator[JobQueue]:
-        """The queue, open for the block; ``create`` allows a new database file."""
-        queue = self.queue() if create else self.existing_queue()
+        """The queue, open for the block; ``create`` allows a new database (file or schema)."""
+        queue = self.queue() if create else await self.existing_queue()
         async with queue:
             yield queue
 

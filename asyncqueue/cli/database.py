@@ -34,7 +34,8 @@ def check(app: App) -> None:
     indexes); exit 1 if it finds a problem."""
 
     async def main() -> list[str]:
-        return await app.existing_queue().check_integrity()
+        queue = await app.existing_queue()
+        return await queue.check_integrity()
 
     problems = run(main())
     if not problems:
@@ -56,7 +57,8 @@ def checkpoint(app: App) -> None:
     _refuse_on_postgres(app, "checkpoint")
 
     async def main() -> CheckpointResult:
-        return await app.existing_queue().checkpoint()
+        queue = await app.existing_queue()
+        return await queue.checkpoint()
 
     result = run(main())
     if result.busy:
@@ -76,7 +78,8 @@ def vacuum(app: App) -> None:
     """Rebuild the file without free pages. Holds the write lock while it runs."""
 
     async def main() -> VacuumResult:
-        return await app.existing_queue().vacuum()
+        queue = await app.existing_queue()
+        return await queue.vacuum()
 
     result = run(main())
     click.echo(f"vacuumed: {size(result.bytes_before)} -> {size(result.bytes_after)}")
@@ -88,7 +91,8 @@ def analyze(app: App) -> None:
     """Refresh the query planner's statistics."""
 
     async def main() -> None:
-        await app.existing_queue().analyze()
+        queue = await app.existing_queue()
+        await queue.analyze()
 
     run(main())
     click.echo("analyzed")
@@ -110,7 +114,8 @@ def backup(app: App, path: Path, force: bool) -> None:
         raise CLIError(f"{path} already exists; choose another path or pass --force")
 
     async def main() -> BackupResult:
-        return await app.existing_queue().backup(path, overwrite=force)
+        queue = await app.existing_queue()
+        return await queue.backup(path, overwrite=force)
 
     result = run(main())
     click.echo(
@@ -140,7 +145,7 @@ def restore(app: App, path: Path, force: bool) -> None:
             active = (await queue.get_queue_stats()).active_workers
             if active and not force:
                 raise CLIError(
-                    f"refusing to restore: {plural(active, 'worker')} active on {queue.path}; "
+                    f"refusing to restore: {plural(active, 'worker')} active on {queue.location}; "
                     "stop them first, or pass --force"
                 )
             result = await queue.restore(path, force=force)

@@ -38,7 +38,7 @@ async def collect_stats(queue: JobQueue, window: float) -> dict[str, Any]:
     get_metrics = getattr(queue, "get_metrics", None)
     metrics = None if get_metrics is None else (await get_metrics(window=window)).to_dict()
     return {
-        "database": queue.path,
+        "database": queue.location,
         "generated_at": datetime.fromtimestamp(queue.clock.now(), UTC).isoformat(),
         "stats": stats.to_dict(),
         "by_type": by_type,

@@ -122,6 +122,11 @@ class JobStorage(StorageMaintenance, Protocol):
         """Connect, create or migrate the schema. Idempotent."""
         ...
 
+    async def exists(self) -> bool:
+        """Whether the queue's database (SQLite file, PostgreSQL schema) exists, looked up
+        without creating it."""
+        ...
+
     async def close(self) -> None:
         """Finish pending writes and disconnect. Idempotent."""
         ...

@@ -15,7 +15,12 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from asyncqueue.config import QueueSettings, redacted
-from asyncqueue.errors import ConfigurationError, DatabaseError, SchemaVersionError
+from asyncqueue.errors import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseOpenError,
+    SchemaVersionError,
+)
 from asyncqueue.job import ClaimedJob, Job, JobId, JobStatus, QueueStats, claimed_job
 from asyncqueue.metrics import MetricsRows
 from asyncqueue.storage import postgres_maintenance as maintenance
@@ -41,6 +46,7 @@ from asyncqueue.storage.postgres_connection import (
     Connection,
     Database,
     Listener,
+    probe,
     translate,
 )
 from asyncqueue.storage.postgres_metrics import read_metrics_rows
@@ -120,9 +126,26 @@ class PostgresStorage:
         try:
             await self._db.run(self._migrate)
             await self._db.run(self._warm_up)
+        except DatabaseOpenError:
+            await self._db.close()
+            raise
+        except DatabaseError as exc:
+            # Say which schema: one holding another application's tables, a half-made
+            # queue schema (an empty version table), or objects dropped by hand.
+            await self._db.close()
+            raise DatabaseOpenError(
+                f"the schema {self._schema!r} is not a usable asyncqueue schema: "
+                f"{exc.__cause__ or exc}",
+                self.path,
+            ) from exc
         except BaseException:
             await self._db.close()
             raise
+
+    async def exists(self) -> bool:
+        """Whether the schema holds a queue (its version table), on a connection of its own."""
+        table = f"{sql.quote_identifier(self._schema)}.schema_version"
+        return bool(await probe(self._url, sql.HAS_VERSION_TABLE, table=table))
 
     async def _migrate(self, conn: Connection) -> None:
         # Most opens find the schema current and take no lock at all.

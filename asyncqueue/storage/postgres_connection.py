@@ -28,6 +28,7 @@ from asyncqueue.errors import (
     DatabaseOpenError,
     QueueClosedError,
 )
+from asyncqueue.storage.postgres_sql import positional
 
 T = TypeVar("T")
 
@@ -83,6 +84,10 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
     where = redacted(url)
     if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.LockNotAvailableError):
         return DatabaseBusyError(f"PostgreSQL: {exc}", where)
+    if isinstance(exc, asyncpg.SerializationError):
+        # Only a caller's own transaction (enqueue on ``connection=``) gets here: ours are
+        # retried. The connection is fine; the transaction must be run again.
+        return DatabaseBusyError(f"PostgreSQL: {exc}; retry the transaction", where)
     if is_transient(exc):
         return DatabaseError(f"lost the connection to PostgreSQL: {exc}", where)
     return DatabaseError(f"PostgreSQL error: {exc}", where)
@@ -118,7 +123,8 @@ class Database:
                 ),
                 seconds=10.0,
             )
-        except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
+        # OverflowError: a port past 65535, which the URL parser lets through.
+        except (TimeoutError, OSError, asyncpg.PostgresError, ValueError, OverflowError) as exc:
             raise DatabaseOpenError(
                 f"cannot connect to PostgreSQL: {exc}", redacted(self.url)
             ) from exc
@@ -274,6 +280,25 @@ async def _keep_session(conn: Any) -> None:
     listens on a connection of its own, takes only transaction-scoped advisory locks, and
     every transaction it opens ends before the release.
     """
+
+
+async def probe(url: str, statement: str, **params: Any) -> Any:
+    """The value of one statement on a connection of its own, opened and closed for it.
+
+    Raises:
+        DatabaseOpenError: the server cannot be reached, or the URL is unusable.
+    """
+    text, names = positional(statement)
+    try:
+        conn = await asyncpg.connect(url, timeout=10.0)
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError, OverflowError) as exc:
+        raise DatabaseOpenError(f"cannot connect to PostgreSQL: {exc}", redacted(url)) from exc
+    try:
+        return await conn.fetchval(text, *(params[name] for name in names))
+    except asyncpg.PostgresError as exc:
+        raise translate(exc, url) from exc
+    finally:
+        await conn.close()
 
 
 def _log_retry(state: Any) -> None:

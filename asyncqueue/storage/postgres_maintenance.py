@@ -8,6 +8,8 @@ and backups are ``pg_dump``'s and ``pg_restore``'s: those verbs raise
 
 from __future__ import annotations
 
+import re
+import shlex
 from typing import Any
 
 from asyncqueue.errors import UnsupportedOperationError
@@ -30,11 +32,24 @@ def unsupported_message(verb: str, schema: str | None) -> str:
     instead = {
         "checkpoint": "PostgreSQL checkpoints on its own (run CHECKPOINT as a superuser to "
         "force one)",
-        "backup": f"use pg_dump, e.g. pg_dump --schema={schema} -Fc -f queue.dump DBNAME",
-        "restore": f"use pg_restore, e.g. pg_restore --clean --schema={schema} -d DBNAME "
-        "queue.dump",
+        "backup": f"use pg_dump, e.g. pg_dump --schema={_schema_pattern(schema)} -Fc "
+        "-f queue.dump DBNAME",
+        # No --schema: the dump holds only the queue's schema, and with --schema
+        # pg_restore would leave out its CREATE SCHEMA (a dropped schema stays missing).
+        "restore": "use pg_restore on a dump of the schema, e.g. pg_restore --clean "
+        "--if-exists -d DBNAME queue.dump",
     }[verb]
     return f"{verb} applies to SQLite only; {instead}"
+
+
+def _schema_pattern(schema: str | None) -> str:
+    """``schema`` as a pg_dump ``--schema`` pattern, quoted for a shell: a name with capitals
+    or other characters a pattern would fold or read as wildcards goes in double quotes."""
+    if schema is None:
+        return "SCHEMA"
+    if re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+        return schema
+    return shlex.quote(sql.quote_identifier(schema))
 
 
 def unsupported(verb: str, where: str, *, schema: str | None = None) -> UnsupportedOperationError:
@@ -43,11 +58,23 @@ def unsupported(verb: str, where: str, *, schema: str | None = None) -> Unsuppor
 
 
 async def integrity_problems(conn: Any, schema: str) -> list[str]:
-    """Missing tables, a schema version this asyncqueue cannot use, invalid indexes."""
+    """Missing tables, indexes or sequences, a schema version this asyncqueue cannot use,
+    invalid indexes."""
     text, _ = sql.positional(sql.SELECT_TABLES)
     tables = {row[0] for row in await conn.fetch(text, schema)}
     problems = [
         f"table {schema}.{table} is missing" for table in sql.QUEUE_TABLES if table not in tables
+    ]
+    text, _ = sql.positional(sql.SELECT_RELATIONS)
+    relations = {(row[0], row[1]) for row in await conn.fetch(text, schema)}
+    problems += [
+        f"{kind} {schema}.{name} is missing"
+        for kind, code, names in (
+            ("index", "i", sql.QUEUE_INDEXES),
+            ("sequence", "S", sql.QUEUE_SEQUENCES),
+        )
+        for name in names
+        if (name, code) not in relations
     ]
     if "schema_version" in tables:
         version = await conn.fetchval(sql.in_schema(sql.SELECT_VERSION, schema))

@@ -720,6 +720,27 @@ WHERE n.nspname = :schema AND c.relkind = 'r'
 """
 
 #: Indexes of the queue's schema that a failed ``CREATE INDEX CONCURRENTLY`` left invalid.
+#: The indexes and sequences the current schema has, beside its tables: ``db check``
+#: reports one missing (the claim, dedup or lease tokens would fail without it).
+QUEUE_INDEXES = (
+    "jobs_pkey",
+    "jobs_active_pair",
+    "jobs_ready_by_priority",
+    "jobs_finished",
+    "jobs_running",
+    "jobs_failed",
+    "job_events_pkey",
+    "job_events_by_job",
+    "workers_pkey",
+)
+QUEUE_SEQUENCES = ("jobs_id_seq", "job_events_id_seq", "lease_tokens")
+
+SELECT_RELATIONS = """
+SELECT c.relname, c.relkind::text FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relkind IN ('i', 'S')
+"""
+
 INVALID_INDEXES = """
 SELECT c.relname FROM pg_index AS i
 JOIN pg_class AS c ON c.oid = i.indexrelid

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import aiosqlite
+import anyio
 
 from asyncqueue.config import QueueSettings
 from asyncqueue.errors import (
@@ -149,6 +150,10 @@ class SQLiteStorage:
             await self._checkpointer.close()
         if reads is not None:
             await reads.close()
+
+    async def exists(self) -> bool:
+        """Whether the database file exists."""
+        return await anyio.Path(self._path).exists()
 
     def _write_side(self) -> SQLiteWriter:
         if self._writer is None:
