@@ -159,12 +159,18 @@ def _load_example(name: str) -> ModuleType:
 
 @pytest.fixture
 async def api(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    db_path: Path | str,
+    pg_schema: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The FastAPI example inside its lifespan; ``APP_WORKERS`` from the test's parameter."""
+    """The FastAPI example inside its lifespan, on each backend (``QUEUE_DB_PATH`` a file or a
+    URL); ``APP_WORKERS`` from the test's parameter."""
     for name in ENVIRONMENT_VARIABLES.values():
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("QUEUE_DB_PATH", str(tmp_path / "api.db"))
+    monkeypatch.setenv("QUEUE_DB_PATH", str(db_path))
+    if pg_schema is not None:
+        monkeypatch.setenv("QUEUE_DB_SCHEMA", pg_schema)
     monkeypatch.setenv("APP_WORKERS", str(getattr(request, "param", 2)))
     app: FastAPI = _load_example("fastapi_app").app
     transport = httpx.ASGITransport(app=app)
@@ -236,11 +242,13 @@ async def test_fastapi_app_refuses_duplicates_and_bad_input(api: httpx.AsyncClie
 
 
 async def test_fastapi_app_shutdown_stops_workers_and_leaves_nothing_processing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_path: Path | str, pg_schema: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ENVIRONMENT_VARIABLES.values():
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("QUEUE_DB_PATH", str(tmp_path / "api.db"))
+    monkeypatch.setenv("QUEUE_DB_PATH", str(db_path))
+    if pg_schema is not None:
+        monkeypatch.setenv("QUEUE_DB_SCHEMA", pg_schema)
     app: FastAPI = _load_example("fastapi_app").app
     transport = httpx.ASGITransport(app=app)
     async with (
@@ -253,7 +261,7 @@ async def test_fastapi_app_shutdown_stops_workers_and_leaves_nothing_processing(
         ]
     # Shut down while jobs were queued and running: the running ones were allowed to finish.
 
-    async with JobQueue(tmp_path / "api.db") as queue:
+    async with JobQueue(db_path) as queue:
         stats = await queue.get_queue_stats()
         assert stats.total_jobs == len(ids)
         assert stats.processing_jobs == 0
