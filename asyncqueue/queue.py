@@ -151,7 +151,8 @@ class JobQueue:
         self._enqueue_listeners: set[Callable[[], None]] = set()
         self._change_watch: Callable[[], None] | None = None
         self._log = get_logger("asyncqueue.queue")
-        #: When a claim for these job types (None: any) last started (see wait_for_work).
+        #: When a claim for these job types (None: any) last came back short or failed
+        #: (see wait_for_work).
         self._last_claims: dict[tuple[str, ...] | None, float] = {}
 
     @property
@@ -690,10 +691,6 @@ class JobQueue:
         """
         storage = await self._ready()
         now = self.clock.now()
-        if limit > 0:
-            # Noted before the attempt: after a failed claim, a job already due is not
-            # news, and wait_for_work lets the worker back off instead of retrying at once.
-            self._note_claim(job_types, now)
         claim = (
             ClaimRequest(
                 worker_id=worker_id,
@@ -706,9 +703,21 @@ class JobQueue:
             if limit > 0
             else None
         )
-        applied, claimed = await storage.finish_and_claim(
-            finished, claim, now, worker_id or None, brief=brief
-        )
+        try:
+            applied, claimed = await storage.finish_and_claim(
+                finished, claim, now, worker_id or None, brief=brief
+            )
+        except BaseException:
+            if limit > 0:
+                # After a failed claim a job already due is not news: wait_for_work lets
+                # the worker back off instead of claiming again at once.
+                self._note_claim(job_types, now)
+            raise
+        if limit > 0 and len(claimed) < limit:
+            # A claim that came back short took every due job it could: one still due
+            # was passed over (another transaction holds it). A full claim says nothing
+            # about the jobs it did not reach.
+            self._note_claim(job_types, now)
         if any(f.status is JobStatus.PENDING and f.job_id in applied for f in finished):
             self._notify_enqueued()
         return applied, claimed
@@ -762,9 +771,9 @@ class JobQueue:
         then again when that time comes and every ``seconds`` (less up to a tenth, so
         workers started together spread out), which finds jobs made due without a
         notification: a retry or a recovered lease in another process, rows written by
-        hand. A job that was already due when a claim for these types last started, and
-        that the claim passed over (another transaction held it), counts again only
-        ``seconds`` after that claim: such a job costs one claim per ``seconds``, not a
+        hand. A job that was already due when a claim for these types (or for any type)
+        last came back short, passed over by it (another transaction held it), counts again
+        only ``seconds`` after that claim: such a job costs one claim per ``seconds``, not a
         claim loop. A failed read sleeps ``seconds`` and returns: the worker's claim
         retries and reports the error.
 
@@ -802,7 +811,8 @@ class JobQueue:
             del self._last_claims[next(iter(self._last_claims))]
 
     def _last_claim(self, job_types: tuple[str, ...] | None) -> float:
-        """When a claim that could have taken a job of these types last started."""
+        """When a claim that would have taken a due job of these types, had it been free,
+        last started."""
         never = float("-inf")
         key = None if job_types is None else tuple(job_types)
         return max(self._last_claims.get(key, never), self._last_claims.get(None, never))

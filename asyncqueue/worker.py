@@ -145,6 +145,7 @@ class QueueWorker:
         self._running = 0
         self._average_job_seconds: float | None = None
         self._maybe_new_work = True
+        self._claimed_at = float("-inf")
         #: Whether a round trip to the database is in flight.
         self._exchanging = False
         #: Outcomes worth the next round trip (see ``_exchange_loop``).
@@ -283,6 +284,8 @@ class QueueWorker:
         self._running = 0
         self._exchanging = False
         self._maybe_new_work = True
+        #: When the last claim went out, on the worker's clock (see _wait_for_room_to_fill).
+        self._claimed_at = self.clock.now()
 
     def _on_new_work(self) -> None:
         self._maybe_new_work = True
@@ -350,8 +353,20 @@ class QueueWorker:
             if idle and not self._maybe_new_work:
                 await self._wait_for_work()
                 self._maybe_new_work = True
+            elif free > 0 and not self._maybe_new_work:
+                await self._wait_for_room_to_fill()
             else:
                 await self._wakeup.wait()
+
+    async def _wait_for_room_to_fill(self) -> None:
+        """Busy with free slots: wait for a wake-up, or until ``poll_interval`` has passed
+        since the last claim, then claim: a delayed job or a retry that came due meanwhile
+        sends no notification, and long jobs would otherwise keep the slots empty."""
+        remaining = self._claimed_at + self.poll_interval - self.clock.now()
+        if remaining > 0:
+            await self._wait_for(self._wakeup, remaining)
+        if self.clock.now() >= self._claimed_at + self.poll_interval:
+            self._maybe_new_work = True
 
     async def _exchange(
         self, finished: list[tuple[ClaimedJob, FinishedJob]], claim: int, *, brief: bool = False
@@ -359,6 +374,7 @@ class QueueWorker:
         if claim:
             # Cleared before the claim: a notification arriving during it is kept.
             self._maybe_new_work = False
+            self._claimed_at = self.clock.now()
         self._exchanging = True
         try:
             # Shielded: a transaction that committed must reach our bookkeeping, or claimed

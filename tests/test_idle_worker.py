@@ -333,3 +333,63 @@ async def test_a_long_poll_reports_a_passed_over_job_again_a_poll_later(
         assert claimed.id == job_id
     finally:
         await app.close()
+
+
+class Blocking(QueueWorker):
+    """Jobs whose target starts with "block" wait for ``release``; others complete."""
+
+    def __init__(self, queue: JobQueue, **kwargs: Any) -> None:
+        super().__init__(queue, **kwargs)
+        self.release = asyncio.Event()
+        self.ran: list[str] = []
+
+    async def process_job(self, job_type: str, target_id: str, metadata: dict[str, Any]) -> bool:
+        self.ran.append(target_id)
+        if target_id.startswith("block"):
+            await self.release.wait()
+        return True
+
+
+async def test_a_busy_worker_with_free_slots_takes_a_job_that_came_due(
+    queue: JobQueue, clock: WatchedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long job in one slot: the other slot takes a delayed job within poll_interval of
+    its due time (no notification comes when it does)."""
+    calls = counted(queue, monkeypatch)
+    worker = Blocking(queue, concurrency=2, poll_interval=POLL)
+    task = await started(worker)
+    try:
+        await queue.enqueue("t", "block")
+        delayed = await queue.enqueue("t", "delayed", delay=5)
+        await wait_until(_ran(worker, "block"), "the long job to start")
+        for _ in range(5):  # at most one claim a poll while nothing is due
+            await clock.wait_for_sleeper(POLL)
+            clock.advance(POLL)
+        await wait_for_status(queue, delayed, JobStatus.COMPLETED)
+        assert calls.claims <= 2 + 5
+        assert worker.ran == ["block", "delayed"]
+        worker.release.set()
+    finally:
+        worker.release.set()
+        await stopped(worker, task)
+
+
+def _ran(worker: Blocking, target: str) -> Any:
+    async def condition() -> bool:
+        return target in worker.ran
+
+    return condition
+
+
+async def test_a_full_claim_for_every_type_does_not_make_a_due_job_old_news(
+    queue: JobQueue, clock: WatchedClock
+) -> None:
+    """A busy worker for every type whose claims come back full never reached the other
+    jobs: an idle worker for "b" must still take its due job at once."""
+    await queue.enqueue("b", "due", delay=5, priority=10)
+    clock.advance(5)
+    for n in range(3):
+        await queue.enqueue("a", f"first-{n}", priority=1)
+    assert len(await queue.claim("busy", limit=2)) == 2  # full: "due" not reached
+    async with asyncio.timeout(10):
+        await queue.wait_for_work(3600, ("b",))
