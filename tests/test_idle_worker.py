@@ -393,3 +393,29 @@ async def test_a_full_claim_for_every_type_does_not_make_a_due_job_old_news(
     assert len(await queue.claim("busy", limit=2)) == 2  # full: "due" not reached
     async with asyncio.timeout(10):
         await queue.wait_for_work(3600, ("b",))
+
+
+async def test_a_stopping_server_answers_a_wait_at_once_with_claim_now(queue: JobQueue) -> None:
+    """A stopping server's wait answers "due" at once: the client's claim then meets the
+    shutdown and backs off, rather than waits that return at once, again and again."""
+    counter = EnqueueCounter(queue)
+    counter.close()
+    async with asyncio.timeout(10):
+        assert await wait_for_news(queue, counter, since=0, seconds=30, job_types=None) == (
+            0,
+            True,
+        )
+
+
+async def test_claim_times_are_kept_for_a_bounded_number_of_type_lists(
+    queue: JobQueue, clock: WatchedClock
+) -> None:
+    """Remote workers name their own type lists: what a queue remembers of them is bounded,
+    the most recent kept."""
+    for n in range(200):
+        assert await queue.claim("remote", limit=1, job_types=(f"type-{n}",)) == []
+        clock.advance(1)
+    remembered = queue._last_claims
+    assert len(remembered) == asyncqueue.queue._CLAIMS_REMEMBERED
+    assert ("type-199",) in remembered
+    assert ("type-0",) not in remembered

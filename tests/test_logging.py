@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,3 +98,44 @@ async def test_enqueue_many_logs_each_job_when_debug_is_on(
         ("job.duplicate", ids[0]),
         ("job.duplicate", ids[1]),
     ]
+
+
+def test_the_quiet_default_prints_plain_tracebacks_without_local_variables(
+    tmp_path: Path,
+) -> None:
+    """An app that configured nothing gets warnings on stderr with the traceback, and no
+    frame's local variables: they can hold job metadata (rich's renderer prints them)."""
+    script = tmp_path / "fails.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, sys
+            from asyncqueue import JobQueue, QueueWorker
+
+            class Failing(QueueWorker):
+                async def process_job(self, job_type, target_id, metadata):
+                    api_key = metadata["api_key"]
+                    raise RuntimeError("the mail server said no")
+
+            async def main():
+                async with JobQueue(sys.argv[1]) as queue:
+                    await queue.enqueue("mail", "x", metadata={"api_key": "hunter2"})
+                    await Failing(queue).run_until_idle()
+
+            asyncio.run(main())
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "queue.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "job.attempt_failed" in result.stderr
+    assert "RuntimeError: the mail server said no" in result.stderr
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "hunter2" not in result.stderr
